@@ -1,0 +1,7 @@
+"""vae-lesson: from a plain autoencoder to a variational autoencoder, one idea per module."""
+
+from .data import SPLITS, OfflineSampleWarning, iterate_batches, load_mnist, offline_sample
+from .kl import kl_divergence, kl_monte_carlo
+from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
+from .models import VAE, Autoencoder, build_model
+from .reparameterize import reparameterize

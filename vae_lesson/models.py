@@ -1,0 +1,150 @@
+"""An autoencoder and a variational autoencoder built from the same MLP pieces.
+
+Both compress a 28x28 image (784 pixels) through a hidden layer to a small latent code
+and decode it back. The one real difference sits in `encode`/`forward`:
+
+- Autoencoder: the encoder maps x to a single point z.
+- VAE: the encoder maps x to a Gaussian N(mu, diag(exp(logvar))), and z is a sample from it
+  (drawn with the reparameterization trick so gradients flow).
+"""
+
+import torch
+from torch import nn
+
+from .loss import autoencoder_loss, vae_loss
+from .reparameterize import reparameterize
+
+IMAGE_SHAPE = (1, 28, 28)
+N_PIXELS = 28 * 28
+
+
+def flatten_images(images):
+    """(N, 1, 28, 28) or (N, 784) -> (N, 784); anything else raises a ValueError."""
+    if images.dim() == 4 and tuple(images.shape[1:]) == IMAGE_SHAPE:
+        return images.reshape(images.shape[0], N_PIXELS)
+    if images.dim() == 2 and images.shape[1] == N_PIXELS:
+        return images
+    raise ValueError(
+        f"expected images of shape (N, 1, 28, 28) or (N, 784), got {tuple(images.shape)}; "
+        "for a single image add a batch dimension with image.unsqueeze(0)."
+    )
+
+
+class Encoder(nn.Module):
+    """784 pixels -> hidden features (Linear + ReLU)."""
+
+    def __init__(self, hidden_dim):
+        super().__init__()
+        self.hidden = nn.Linear(N_PIXELS, hidden_dim)
+
+    def forward(self, images):
+        return torch.relu(self.hidden(flatten_images(images)))
+
+
+class Decoder(nn.Module):
+    """latent z -> hidden (ReLU) -> 784 logits, one per pixel (sigmoid gives probabilities)."""
+
+    def __init__(self, latent_dim, hidden_dim):
+        super().__init__()
+        self.hidden = nn.Linear(latent_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim, N_PIXELS)
+
+    def forward(self, z):
+        return self.out(torch.relu(self.hidden(z)))
+
+
+class _LatentModel(nn.Module):
+    """What both models share: sizes, a decoder, and decoding to images."""
+
+    kind = None  # "autoencoder" or "vae"; used in checkpoints and caches
+
+    def __init__(self, latent_dim, hidden_dim):
+        super().__init__()
+        if latent_dim < 1 or hidden_dim < 1:
+            raise ValueError(f"latent_dim and hidden_dim must be positive, got {latent_dim} and {hidden_dim}.")
+        self.latent_dim = int(latent_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.encoder = Encoder(hidden_dim)
+        self.decoder = Decoder(latent_dim, hidden_dim)
+
+    @property
+    def config(self):
+        """The architecture as a plain dict: enough to rebuild the model (see checkpoint.py)."""
+        return {"kind": self.kind, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim}
+
+    def decode_logits(self, z):
+        """z: (N, latent_dim) -> logits (N, 784)."""
+        return self.decoder(z)
+
+    def decode(self, z):
+        """z: (N, latent_dim) -> pixel probabilities as images (N, 1, 28, 28), values in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z)).reshape(-1, *IMAGE_SHAPE)
+
+    def extra_repr(self):
+        return f"latent_dim={self.latent_dim}, hidden_dim={self.hidden_dim}"
+
+
+class Autoencoder(_LatentModel):
+    """Deterministic autoencoder: x -> z (a point) -> reconstruction."""
+
+    kind = "autoencoder"
+
+    def __init__(self, latent_dim=20, hidden_dim=500):
+        super().__init__(latent_dim, hidden_dim)
+        self.to_latent = nn.Linear(hidden_dim, latent_dim)
+
+    def encode(self, images):
+        """images: (N, 1, 28, 28) or (N, 784) -> z: (N, latent_dim)."""
+        return self.to_latent(self.encoder(images))
+
+    def forward(self, images, generator=None):
+        """Returns (logits (N, 784), z). `generator` is accepted and unused, like the VAE's."""
+        z = self.encode(images)
+        return self.decode_logits(z), z
+
+    def loss(self, images, beta=1.0, generator=None):
+        """Reconstruction loss in nats per image (beta has nothing to weigh here)."""
+        logits, _ = self(images)
+        return autoencoder_loss(logits, images)
+
+
+class VAE(_LatentModel):
+    """Variational autoencoder: x -> N(mu, sigma^2) -> sampled z -> reconstruction.
+
+    Defaults are the source lecture's model: 784-500-20 with ReLU.
+    """
+
+    kind = "vae"
+
+    def __init__(self, latent_dim=20, hidden_dim=500):
+        super().__init__(latent_dim, hidden_dim)
+        self.to_mu = nn.Linear(hidden_dim, latent_dim)
+        self.to_logvar = nn.Linear(hidden_dim, latent_dim)
+
+    def encode(self, images):
+        """images -> (mu, logvar), each (N, latent_dim): the Gaussian q(z|x)."""
+        h = self.encoder(images)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def forward(self, images, generator=None):
+        """Returns (logits (N, 784), mu, logvar), with z sampled by the reparameterization trick."""
+        mu, logvar = self.encode(images)
+        z = reparameterize(mu, logvar, generator=generator)
+        return self.decode_logits(z), mu, logvar
+
+    def loss(self, images, beta=1.0, generator=None):
+        """Negative ELBO terms (total, reconstruction, kl) in nats per image."""
+        logits, mu, logvar = self(images, generator=generator)
+        return vae_loss(logits, images, mu, logvar, beta=beta)
+
+
+MODELS = {cls.kind: cls for cls in (Autoencoder, VAE)}
+
+
+def build_model(config):
+    """Rebuild a model from its `config` dict ({"kind", "latent_dim", "hidden_dim"})."""
+    try:
+        cls = MODELS[config["kind"]]
+    except KeyError:
+        raise ValueError(f"unknown model kind {config.get('kind')!r}; expected one of {sorted(MODELS)}.") from None
+    return cls(latent_dim=config["latent_dim"], hidden_dim=config["hidden_dim"])
