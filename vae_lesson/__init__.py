@@ -5,3 +5,7 @@ from .kl import kl_divergence, kl_monte_carlo
 from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
 from .models import VAE, Autoencoder, build_model
 from .reparameterize import reparameterize
+from .cache import trained_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
+from .training import evaluate, train

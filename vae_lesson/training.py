@@ -1,0 +1,113 @@
+"""Training and evaluation for both models, on in-memory tensors.
+
+One loop serves the autoencoder and the VAE: each model's `loss(images, beta, generator)`
+returns LossTerms(total, reconstruction, kl), and the loop minimises `total` with Adam.
+Everything random (the batch order and the VAE's noise) comes from generators seeded
+with `seed`, so the same seed on the same machine gives an identical history.
+"""
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import iterate_batches
+from .loss import LossTerms
+
+HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl")
+
+
+def resolve_device(device=None):
+    """None -> CPU (the course's default); otherwise a torch.device from "cpu", "cuda", "mps", ..."""
+    return torch.device("cpu" if device is None else device)
+
+
+def _images_of(data, name):
+    """Accept an images tensor or an (images, labels) pair, as load_mnist returns it."""
+    images = data[0] if isinstance(data, (tuple, list)) else data
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be an images tensor or an (images, labels) pair, got {type(images).__name__}.")
+    if images.dim() not in (2, 4) or images.shape[0] == 0:
+        raise ValueError(f"{name} must hold images of shape (N, 1, 28, 28) or (N, 784), got {tuple(images.shape)}.")
+    return images
+
+
+def _model_device(model):
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
+    """Average loss terms (nats per image) over `images`, without updating the model.
+
+    images: tensor (N, 1, 28, 28) or an (images, labels) pair. For the VAE the noise is drawn
+    from a generator seeded with `seed`, so the number is repeatable. Returns LossTerms of floats.
+    """
+    images = _images_of(images, "images")
+    device = _model_device(model)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64)
+    for (batch,) in iterate_batches(images, batch_size=batch_size, shuffle=False):
+        terms = model.loss(batch.to(device), beta=beta, generator=generator)
+        sums += torch.stack([t.detach().double().cpu() for t in terms]) * batch.shape[0]
+    model.train(was_training)
+    return LossTerms(*(sums / images.shape[0]).tolist())
+
+
+def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3, beta=1.0, seed=0,
+          device=None, progress=True):
+    """Train `model` with Adam on in-memory images; return the per-epoch history.
+
+    train_data, test_data: images (N, 1, 28, 28) or (images, labels) pairs.
+    Returns a dict of lists, one value per epoch: "epoch", "train_loss", "train_reconstruction",
+    "train_kl" (running means over the epoch's batches) and, with test_data, "test_loss",
+    "test_reconstruction", "test_kl" (evaluated after the epoch). Losses are nats per image.
+    Raises FloatingPointError naming the epoch and batch if the loss stops being finite.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    device = resolve_device(device)
+    train_images = _images_of(train_data, "train_data").to(device)
+    test_images = None if test_data is None else _images_of(test_data, "test_data")
+    model.to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle_generator = torch.Generator().manual_seed(seed)
+    noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+
+    history = {"epoch": []}
+    history.update({key: [] for key in HISTORY_KEYS if test_images is not None or key.startswith("train")})
+    n_batches = -(-train_images.shape[0] // batch_size)
+    bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", disable=not progress)
+    try:
+        for epoch in range(1, epochs + 1):
+            sums = torch.zeros(3, dtype=torch.float64)
+            for batch_index, (batch,) in enumerate(
+                iterate_batches(train_images, batch_size=batch_size, generator=shuffle_generator), start=1
+            ):
+                terms = model.loss(batch, beta=beta, generator=noise_generator)
+                if not torch.isfinite(terms.total):
+                    raise FloatingPointError(
+                        f"the loss became {terms.total.item()} at epoch {epoch}, batch {batch_index}: training "
+                        f"stopped. Try a smaller learning rate (lr={lr}) or check the loss function."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                optimizer.step()
+                sums += torch.stack([t.detach().double().cpu() for t in terms]) * batch.shape[0]
+                bar.update(1)
+            means = (sums / train_images.shape[0]).tolist()
+            history["epoch"].append(epoch)
+            for key, value in zip(("train_loss", "train_reconstruction", "train_kl"), means):
+                history[key].append(value)
+            postfix = {"epoch": epoch, "train_loss": f"{means[0]:.1f}"}
+            if test_images is not None:
+                test_terms = evaluate(model, test_images, beta=beta, seed=seed)
+                for key, value in zip(("test_loss", "test_reconstruction", "test_kl"), test_terms):
+                    history[key].append(value)
+                postfix["test_loss"] = f"{test_terms.total:.1f}"
+            bar.set_postfix(postfix)
+    finally:
+        bar.close()
+    model.eval()
+    return history
