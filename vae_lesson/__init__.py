@@ -10,3 +10,12 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
 from .training import evaluate, train
 from .likelihood import log_likelihood
+from . import checks
+from .checks import (
+    CheckResult,
+    check_kl_divergence,
+    check_reparameterize,
+    check_sample_prior,
+    check_vae_loss,
+    use_if_passed,
+)
