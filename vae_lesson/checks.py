@@ -159,11 +159,13 @@ class _Check:
         self.fn = fn
         self.signature = signature
         self.error_hints = error_hints
+        self.notes = []  # what the check assumed about the student's output, added to any failure
 
     def result(self, status, message, diagnosis, hint=""):
         return CheckResult(self.exercise, status, message, diagnosis, hint, self.formula)
 
     def fail(self, diagnosis, message, hint=""):
+        message = "\n".join([message, *self.notes])
         raise _Verdict(self.result(FAILED, message, diagnosis, hint))
 
     def call(self, *args, described):
@@ -1063,7 +1065,15 @@ def _loss_call(check, logits, images, mu, logvar):
     if isinstance(value, (tuple, list)):
         if not value:
             check.fail("returns_tuple", "Your function returned an empty tuple; it should return the loss, a scalar tensor.")
-        value = value[0]  # LossTerms(total, reconstruction, kl) or (total, ...): the total comes first
+        # LossTerms(total, reconstruction, kl) or (total, ...): the total comes first. Say so on
+        # failure, in case a student returned (reconstruction, kl) and wonders about the diagnosis.
+        note = (
+            f"(Your function returned a {type(value).__name__} of {len(value)} values; the check took "
+            "the first one as the total loss.)"
+        )
+        if note not in check.notes:
+            check.notes.append(note)
+        value = value[0]
     loss = check.tensor(value, "the loss", "a scalar tensor (one number for the batch)")
     if loss.numel() == 1:
         return loss.reshape(())
