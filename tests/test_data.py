@@ -387,3 +387,19 @@ def test_bad_arguments_are_rejected():
         list(iterate_batches(torch.zeros(10), batch_size=0))
     with pytest.raises(ValueError, match="at least one tensor"):
         list(iterate_batches())
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_are_consecutive_slices_of_one_seeded_permutation(drop_last):
+    # batch_size 7 makes many gather chunks (data.GATHER_BATCHES batches each) and a partial last batch.
+    images = torch.rand(1000, 1, 28, 28)
+    labels = torch.arange(1000)
+    batches = list(iterate_batches(images, labels, batch_size=7, drop_last=drop_last,
+                                   generator=torch.Generator().manual_seed(3)))
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(3))
+    n_batches = 1000 // 7 if drop_last else -(-1000 // 7)
+    assert len(batches) == n_batches > 2 * data.GATHER_BATCHES
+    for k, (batch_images, batch_labels) in enumerate(batches):
+        expected = order[7 * k:7 * k + 7]
+        assert torch.equal(batch_labels, expected)
+        assert torch.equal(batch_images, images[expected])
