@@ -242,7 +242,7 @@ class _Check:
             )
         self.fail(
             "returns_wrong_type",
-            f"Your function returned a {type(value).__name__}; it should return {what} as a torch "
+            f"Your function returned an object of type {type(value).__name__}; it should return {what} as a torch "
             f"tensor, {expected}.",
             "Use torch operations throughout (torch.exp, torch.randn_like, .sum(...)), not numpy.",
         )
