@@ -1,0 +1,119 @@
+import os
+
+import pytest
+import torch
+
+from vae_lesson import VAE, Autoencoder, load_checkpoint, save_checkpoint
+
+HISTORY = {"epoch": [1, 2], "train_loss": [210.5, 180.25], "test_loss": [200.0, 175.125]}
+
+
+def tiny(cls=VAE, latent_dim=2, hidden_dim=8, seed=0):
+    torch.manual_seed(seed)
+    return cls(latent_dim=latent_dim, hidden_dim=hidden_dim)
+
+
+def assert_same_weights(a, b):
+    assert a.state_dict().keys() == b.state_dict().keys()
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("cls", [VAE, Autoencoder])
+def test_round_trip_rebuilds_the_model_and_history(tmp_path, cls):
+    model = tiny(cls)
+    path = save_checkpoint(tmp_path / "sub" / "model.pt", model, HISTORY)
+    assert path.is_file()
+    loaded, history = load_checkpoint(path)
+    assert type(loaded) is cls and loaded.config == model.config
+    assert_same_weights(loaded, model)
+    assert history == HISTORY
+    assert not loaded.training
+
+
+def test_loading_into_a_given_model(tmp_path):
+    model = tiny(seed=0)
+    save_checkpoint(tmp_path / "m.pt", model)
+    target = tiny(seed=1)
+    loaded, history = load_checkpoint(tmp_path / "m.pt", model=target)
+    assert loaded is target
+    assert_same_weights(target, model)
+    assert history == {}
+
+
+def test_only_the_checkpoint_appears_in_the_folder(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", tiny())
+    assert os.listdir(tmp_path) == ["m.pt"]
+
+
+def failing_save(obj, f, *args, **kwargs):
+    f.write(b"half a checkpoint")
+    raise OSError("disk full")
+
+
+def test_a_failed_save_leaves_no_file_and_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "m.pt", tiny())
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    old = tiny(seed=0)
+    save_checkpoint(tmp_path / "m.pt", old, HISTORY)
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "m.pt", tiny(seed=1))
+    monkeypatch.undo()
+    loaded, history = load_checkpoint(tmp_path / "m.pt")
+    assert_same_weights(loaded, old)
+    assert history == HISTORY
+    assert os.listdir(tmp_path) == ["m.pt"]
+
+
+@pytest.mark.parametrize("other", [dict(cls=VAE, latent_dim=3), dict(cls=VAE, hidden_dim=9),
+                                   dict(cls=Autoencoder)])
+def test_another_architecture_is_refused_naming_both(tmp_path, other):
+    save_checkpoint(tmp_path / "m.pt", tiny(VAE, latent_dim=2, hidden_dim=8))
+    model = tiny(**other)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(tmp_path / "m.pt", model=model)
+    message = str(info.value)
+    assert "vae (latent_dim=2, hidden_dim=8)" in message
+    c = model.config
+    assert f"{c['kind']} (latent_dim={c['latent_dim']}, hidden_dim={c['hidden_dim']})" in message
+
+
+class RunsCodeWhenUnpickled:
+    """A pickle payload that, if unpickled with weights_only=False, creates a folder."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_files_with_arbitrary_objects_are_refused_without_running_them(tmp_path):
+    marker = tmp_path / "code-ran"
+    model = tiny()
+    payload = {"format": 1, "config": model.config, "state_dict": model.state_dict(), "history": {},
+               "extra": RunsCodeWhenUnpickled(marker)}
+    torch.save(payload, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable vae_lesson checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    # The file is a real threat: a plain torch.load would have run the code.
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_missing_garbage_and_foreign_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable vae_lesson checkpoint"):
+        load_checkpoint(tmp_path / "garbage.pt")
+    torch.save(tiny().state_dict(), tmp_path / "bare_state_dict.pt")  # readable, but not ours
+    with pytest.raises(ValueError, match="is not a vae_lesson checkpoint"):
+        load_checkpoint(tmp_path / "bare_state_dict.pt")

@@ -1,0 +1,147 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lesson import VAE, Autoencoder, LossTerms, evaluate, train
+from vae_lesson.data import offline_sample
+
+TRAIN_KEYS = ["epoch", "train_loss", "train_reconstruction", "train_kl"]
+TEST_KEYS = ["test_loss", "test_reconstruction", "test_kl"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """1,000 training and 200 test digits from the offline sample (real MNIST, no download)."""
+    train_images, train_labels = offline_sample("train")
+    test_images, _ = offline_sample("test")
+    return (train_images[:1000], train_labels[:1000]), test_images[:200]
+
+
+def tiny(cls=VAE, seed=0):
+    torch.manual_seed(seed)
+    return cls(latent_dim=2, hidden_dim=16)
+
+
+def run(digits, seed=0, epochs=2, **kwargs):
+    model = tiny()
+    history = train(model, digits[0], digits[1], epochs=epochs, seed=seed, progress=False, **kwargs)
+    return model, history
+
+
+def test_same_seed_gives_an_identical_history_and_model(digits):
+    model_a, history_a = run(digits, seed=0)
+    model_b, history_b = run(digits, seed=0)
+    assert history_a == history_b
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_different_seed_gives_a_different_history(digits):
+    _, history_a = run(digits, seed=0)
+    _, history_b = run(digits, seed=1)
+    assert history_a["train_loss"] != history_b["train_loss"]
+
+
+def test_history_keys_and_lengths(digits):
+    _, history = run(digits, epochs=3)
+    assert list(history) == TRAIN_KEYS + TEST_KEYS
+    assert history["epoch"] == [1, 2, 3]
+    assert all(len(values) == 3 for values in history.values())
+    history = train(tiny(), digits[0][0], epochs=1, progress=False)
+    assert list(history) == TRAIN_KEYS
+
+
+def test_loss_decreases(digits):
+    model = tiny()
+    before = evaluate(model, digits[1])
+    _, history = run(digits, epochs=3)
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["test_loss"][-1] < history["test_loss"][0] < before.total
+    assert all(math.isfinite(v) for values in history.values() for v in values)
+
+
+def test_history_terms_add_up_with_beta(digits):
+    _, history = run(digits, beta=0.5)
+    for split in ("train", "test"):
+        for total, reconstruction, kl in zip(history[f"{split}_loss"], history[f"{split}_reconstruction"],
+                                             history[f"{split}_kl"]):
+            assert total == pytest.approx(reconstruction + 0.5 * kl, rel=1e-6)  # float32 batch terms
+            assert kl > 0
+
+
+def test_autoencoder_trains_with_the_same_loop(digits):
+    model = tiny(Autoencoder)
+    history = train(model, digits[0], digits[1], epochs=2, progress=False)
+    assert history["train_kl"] == [0.0, 0.0]
+    assert history["train_loss"] == history["train_reconstruction"]
+    assert history["train_loss"][1] < history["train_loss"][0]
+
+
+def test_nan_loss_stops_training_naming_the_epoch_and_batch(digits, monkeypatch):
+    model = tiny()
+    real_loss = model.loss
+    calls = []
+    n_batches = math.ceil(1000 / 128)  # 8 batches per epoch
+
+    def loss_that_breaks(images, beta=1.0, generator=None):
+        calls.append(1)
+        terms = real_loss(images, beta=beta, generator=generator)
+        if len(calls) == n_batches + 3:  # epoch 2, batch 3
+            return LossTerms(terms.total * float("nan"), terms.reconstruction, terms.kl)
+        return terms
+
+    monkeypatch.setattr(model, "loss", loss_that_breaks)
+    with pytest.raises(FloatingPointError, match="epoch 2, batch 3"):
+        train(model, digits[0], epochs=3, progress=False)
+
+
+def test_a_huge_learning_rate_is_caught_not_trained_through(digits):
+    with pytest.raises(FloatingPointError, match=r"at epoch \d+, batch \d+"):
+        train(tiny(), digits[0], epochs=5, lr=1e6, progress=False)
+
+
+def test_evaluate_is_deterministic_and_leaves_the_model_alone(digits):
+    model = tiny()
+    model.train()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    first = evaluate(model, digits[1])
+    assert isinstance(first, LossTerms) and all(isinstance(v, float) for v in first)
+    assert evaluate(model, digits[1]) == first
+    assert evaluate(model, digits[1], seed=1) != first  # the VAE's noise comes from the seed
+    assert model.training
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_evaluate_averages_per_image_over_uneven_batches(digits):
+    # 250 images in batches of 100, 100 and 50: a plain mean of batch means would be wrong.
+    model = tiny(Autoencoder)
+    images = digits[1][:200].repeat(2, 1, 1, 1)[:250]
+    result = evaluate(model, images, batch_size=100)
+    with torch.no_grad():
+        probabilities = model.decode(model.encode(images))
+    # The lecture's formula over the whole set at once: BCE on probabilities, summed, per image.
+    expected = F.binary_cross_entropy(probabilities, images, reduction="sum").item() / 250
+    assert result.total == pytest.approx(expected, rel=1e-5)
+    assert result.kl == 0.0
+
+
+def test_bad_arguments_raise(digits):
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        train(tiny(), digits[0], epochs=0, progress=False)
+    with pytest.raises(TypeError, match="train_data must be an images tensor"):
+        train(tiny(), [[0.0] * 784], epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\) or \(N, 784\)"):
+        train(tiny(), torch.rand(10, 28, 28), epochs=1, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; the course runs on the CPU by default")
+def test_train_and_evaluate_on_cuda(digits):
+    model = tiny()
+    history = train(model, digits[0], digits[1], epochs=2, device="cuda", progress=False)
+    assert next(model.parameters()).device.type == "cuda"
+    assert history["test_loss"][-1] < history["test_loss"][0]
+    assert evaluate(model, digits[1]) == evaluate(model, digits[1])
+    # Same seed on the same device: the same history.
+    assert train(tiny(), digits[0], digits[1], epochs=2, device="cuda", progress=False) == history
