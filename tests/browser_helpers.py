@@ -6,6 +6,7 @@ with JupyterLab's own `notebook:run-all-cells` command and read back what the pa
 No browser is ever downloaded (`playwright install` is not used).
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -341,10 +342,11 @@ _CONTENT_HEIGHT_JS = _panel_js("""
 """)
 
 _FETCH_IMAGES_JS = """
-async (selector) => {
-  const images = Array.from(document.querySelectorAll(selector));
+async (selectors) => {
   const out = [];
-  for (const img of images) {
+  for (const selector of selectors) {
+    const img = document.querySelector(selector);
+    if (!img) { out.push(null); continue; }
     const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
     let binary = '';
     for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
@@ -391,37 +393,45 @@ def screenshot_notebook(page, notebook_name, path):
     page.screenshot(path=str(path), full_page=True)
 
 
-def image_fingerprints(page, selector):
-    """SHA-256 of the bytes behind each <img> matching `selector` (blob: or data: URLs alike).
+def image_fingerprints(page, selectors):
+    """SHA-256 of the bytes behind the first <img> matching each selector (None where none does).
 
-    Comparing bytes, not the src attribute: ipywidgets gives every update a new blob URL, even one
-    with the same picture.
+    Comparing bytes, not the src attribute: ipywidgets gives every update a new blob: URL, even
+    one holding the same picture.
     """
-    import base64
-
-    return [hashlib.sha256(base64.b64decode(data)).hexdigest()
-            for data in page.evaluate(_FETCH_IMAGES_JS, selector)]
+    return [None if data is None else hashlib.sha256(base64.b64decode(data)).hexdigest()
+            for data in page.evaluate(_FETCH_IMAGES_JS, list(selectors))]
 
 
-def move_slider(page, slider_selector, steps):
-    """Move an ipywidgets slider by `steps` of its step size the way a keyboard user does.
+def drag_slider(page, slider_selector, fraction):
+    """Drag an ipywidgets slider's handle with the mouse to `fraction` (0 to 1) of its track.
 
-    Focuses the slider's handle and presses the arrow keys (negative steps move left); the slider
-    reports the new value to the kernel exactly as when dragged and released.
+    Returns the slider's readout text after the drag, so a caller can tell that it moved.
     """
+    track = page.locator(f"{slider_selector} .noUi-base").first
     handle = page.locator(f"{slider_selector} .noUi-handle").first
-    handle.focus()
-    key = "ArrowRight" if steps > 0 else "ArrowLeft"
-    for _ in range(abs(steps)):
-        page.keyboard.press(key)
+    track.scroll_into_view_if_needed()
+    box, grip = track.bounding_box(), handle.bounding_box()
+    y = grip["y"] + grip["height"] / 2
+    page.mouse.move(grip["x"] + grip["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + fraction * box["width"], y, steps=8)
+    page.mouse.up()
+    return page.locator(f"{slider_selector} .widget-readout").first.inner_text()
 
 
-def wait_for_images_to_change(page, selector, before, timeout_s=60):
-    """Fingerprints of the images under `selector` once every one differs from `before` (or at timeout)."""
+def settled_image_fingerprints(page, notebook_name, selectors, timeout_s=60):
+    """image_fingerprints(page, selectors) once the kernel is idle and they stop changing.
+
+    A drag sends a stream of updates; the images change with the first one. Waiting for the
+    kernel to go idle, then for two equal readings in a row, gives the state after the last one.
+    """
+    page.wait_for_function(_KERNEL_IDLE_JS, arg=[notebook_name, None], timeout=timeout_s * 1000, polling=250)
     deadline = time.monotonic() + timeout_s
+    previous = image_fingerprints(page, selectors)
     while True:
-        after = image_fingerprints(page, selector)
-        changed = len(after) == len(before) and all(a != b for a, b in zip(after, before))
-        if changed or time.monotonic() > deadline:
-            return after
-        page.wait_for_timeout(250)
+        page.wait_for_timeout(500)
+        current = image_fingerprints(page, selectors)
+        if current == previous or time.monotonic() > deadline:
+            return current
+        previous = current

@@ -24,15 +24,15 @@ from browser_helpers import (
     HOW_TO_ENABLE,
     JupyterLabServer,
     committed_image_counts,
+    drag_slider,
     find_chromium,
     image_fingerprints,
     kernel_errors,
-    move_slider,
     notebook_report,
     open_notebook,
     run_all_cells,
     screenshot_notebook,
-    wait_for_images_to_change,
+    settled_image_fingerprints,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +43,18 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # 2-core CPU by the course's budget); with the cache nbval leaves behind it takes seconds.
 NOTEBOOK_TIMEOUT_S = 900
 
-# The latent-space explorer from vae_lesson.widgets: how to find it on the page.
-EXPLORER_CALL = "latent_space_explorer("
-EXPLORER_IMAGES = {"autoencoder": ".vae-lesson-ae-image", "VAE": ".vae-lesson-vae-image"}
-EXPLORER_SLIDERS = (".vae-lesson-z1-slider", ".vae-lesson-z2-slider")
+# The latent-space explorer of vae_lesson.widgets and the CSS classes it gives its parts.
+EXPLORER_CALL = re.compile(r"\b(latent_explorer|LatentExplorer)\(")
+EXPLORER = ".vae-lesson-latent-explorer"
+EXPLORER_IMAGES = {
+    "autoencoder's decoded image": ".vae-lesson-ae-image",
+    "VAE's decoded image": ".vae-lesson-vae-image",
+    "autoencoder's scatter plot (its marker)": ".vae-lesson-ae-scatter",
+    "VAE's scatter plot (its marker)": ".vae-lesson-vae-scatter",
+}
+# Where each slider is dragged, as a fraction of its track: well away from the start at the origin,
+# so even the autoencoder's wide latent scale gives a visibly different image.
+EXPLORER_MOVES = {".vae-lesson-z1-slider": 0.75, ".vae-lesson-z2-slider": 0.3}
 
 pytestmark = pytest.mark.browser
 
@@ -152,28 +160,32 @@ def _problems_on_page(report, expected_images):
     return problems
 
 
+def _calls_explorer(notebook):
+    return bool(EXPLORER_CALL.search(notebook.read_text(encoding="utf-8")))
+
+
 def _check_explorer(page, notebook_name):
-    """Move the explorer's point with its sliders; both decoders' images must follow."""
+    """Drag the explorer's sliders; both decoders' images and both scatter markers must follow."""
     stem = Path(notebook_name).stem
-    for model, selector in EXPLORER_IMAGES.items():
-        count = page.locator(selector).count()
-        assert count == 1, f"expected one {model} image ({selector}) in the explorer, found {count}"
-    for selector in EXPLORER_SLIDERS:
-        assert page.locator(selector).count() == 1, f"explorer slider {selector} is not on the page"
-    both = ", ".join(EXPLORER_IMAGES.values())
-    explorer = page.locator(f".jp-Cell:has({EXPLORER_IMAGES['VAE']}) .jp-Cell-outputArea").first
+    assert page.locator(EXPLORER).count() == 1, f"the notebook calls the explorer but {EXPLORER} is not on the page"
+    for part, selector in EXPLORER_IMAGES.items():
+        count = page.locator(f"{EXPLORER} img{selector}").count()
+        assert count == 1, f"expected the {part} ({selector}) once in the explorer, found it {count} times"
+    images = [f"{EXPLORER} img{selector}" for selector in EXPLORER_IMAGES.values()]
+    explorer = page.locator(EXPLORER).first
     explorer.screenshot(path=str(SCREENSHOT_DIR / f"{stem}-explorer-before.png"))
-    before = image_fingerprints(page, both)
+    before = image_fingerprints(page, images)
     errors_before = len(kernel_errors(page))
-    for selector in EXPLORER_SLIDERS:
-        move_slider(page, selector, steps=5)
-    after = wait_for_images_to_change(page, both, before, timeout_s=60)
+    for selector, fraction in EXPLORER_MOVES.items():
+        readout = page.locator(f"{selector} .widget-readout").first.inner_text()
+        moved_to = drag_slider(page, selector, fraction)
+        assert moved_to != readout, f"dragging {selector} did not move it (readout stayed {readout})"
+    after = settled_image_fingerprints(page, notebook_name, images)
     explorer.screenshot(path=str(SCREENSHOT_DIR / f"{stem}-explorer-after.png"))
     callback_errors = [_short_traceback(text) for text in kernel_errors(page)[errors_before:]]
     assert not callback_errors, "moving the point made the kernel report:\n" + "\n\n".join(callback_errors)
-    for (model, _), old, new in zip(EXPLORER_IMAGES.items(), before, after):
-        assert new != old, f"the {model} image did not change when the point moved"
-
+    unchanged = [part for part, old, new in zip(EXPLORER_IMAGES, before, after) if old == new]
+    assert not unchanged, f"moving the point left these unchanged: {', '.join(unchanged)}"
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks in notebooks/")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.name)
@@ -188,12 +200,12 @@ def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
         problems = _problems_on_page(report, committed_image_counts(notebook))
         assert report["runAll"]["ok"] or problems, f"run-all-cells reported a failure: {report['runAll']}"
         assert not problems, f"{notebook.name} in JupyterLab:\n" + "\n".join(problems)
-        if EXPLORER_CALL in notebook.read_text(encoding="utf-8"):
+        if _calls_explorer(notebook):
             _check_explorer(page, notebook.name)
     finally:
         run_times[notebook.name] = time.monotonic() - start
 
 def test_the_course_has_a_latent_space_explorer():
     """The explorer check above runs only where a notebook calls the explorer: make sure one does."""
-    callers = [path.name for path in NOTEBOOKS if EXPLORER_CALL in path.read_text(encoding="utf-8")]
-    assert callers, f"no notebook in {NOTEBOOK_DIR} calls {EXPLORER_CALL.rstrip('(')}"
+    callers = [path.name for path in NOTEBOOKS if _calls_explorer(path)]
+    assert callers, f"no notebook in {NOTEBOOK_DIR} calls vae_lesson.widgets.latent_explorer"
