@@ -46,8 +46,8 @@ LAB_SETTINGS = {
     },
 }
 SCREENSHOT_WIDTH = 1280
-# Chromium cannot capture a page taller than this in one image; longer notebooks are cut there.
-MAX_SCREENSHOT_HEIGHT = 16000
+# A bound on the screenshot bitmap (1280 x 32000 RGBA is 160 MB); a longer notebook is cut there.
+MAX_SCREENSHOT_HEIGHT = 32000
 
 
 def find_chromium():
@@ -65,16 +65,22 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _child_pids(pid):
-    """Direct children of a process (Linux /proc; empty elsewhere)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # fields: state, ppid, ...
-            children.append(int(stat.parent.name))
+def _process_stat(pid):
+    """(parent pid, start time in clock ticks) of a process from /proc, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[19])  # fields after the name: state, ppid, ..., starttime
+
+
+def _children(pid):
+    """{child pid: its start time} for the direct children of a process (Linux /proc; empty elsewhere)."""
+    children = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _process_stat(entry.name)
+        if stat is not None and stat[0] == pid:
+            children[int(entry.name)] = stat[1]
     return children
 
 
@@ -101,7 +107,7 @@ class JupyterLabServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.work_dir / "jupyterlab.log"
         self.process = None
-        self._kernel_pids = set()
+        self._kernels = {}  # pid -> start time, of every kernel process seen
 
     def __enter__(self):
         self.start()
@@ -182,7 +188,7 @@ class JupyterLabServer:
         # Kernels run in their own sessions, outside the server's process group: remember them so
         # stop() can end any the server failed to shut down.
         if self.process is not None:
-            self._kernel_pids.update(_child_pids(self.process.pid))
+            self._kernels.update(_children(self.process.pid))
 
     def stop(self):
         """Stop the server and its kernels: politely, then SIGTERM, then SIGKILL."""
@@ -203,9 +209,10 @@ class JupyterLabServer:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
-        _kill_group(self.process.pid, signal.SIGKILL)  # anything the server left in its group
-        for pid in self._kernel_pids:
-            _kill_group(pid, signal.SIGKILL)  # a kernel leads its own group (jupyter_client's launcher)
+        for pid, start_time in self._kernels.items():
+            stat = _process_stat(pid)
+            if stat is not None and stat[1] == start_time:  # still that kernel, not a reused pid
+                _kill_group(pid, signal.SIGKILL)  # a kernel leads its own group (jupyter_client's launcher)
         self.process = None
         self.log_file.close()
 
