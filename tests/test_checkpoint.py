@@ -117,3 +117,13 @@ def test_missing_garbage_and_foreign_files_give_clear_errors(tmp_path):
     torch.save(tiny().state_dict(), tmp_path / "bare_state_dict.pt")  # readable, but not ours
     with pytest.raises(ValueError, match="is not a vae_lesson checkpoint"):
         load_checkpoint(tmp_path / "bare_state_dict.pt")
+
+
+def test_checkpoint_gets_the_usual_permissions_not_owner_only(tmp_path):
+    # tempfile.mkstemp creates 0600 files; a checkpoint in a shared cache must follow the umask.
+    old_umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", tiny())
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644

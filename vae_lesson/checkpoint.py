@@ -6,7 +6,7 @@ to run code hidden in a file.
 """
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -30,9 +30,11 @@ def save_checkpoint(path, model, history=None):
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "history": {k: list(v) for k, v in (history or {}).items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A unique temporary name opened with "xb" (not tempfile.mkstemp, whose files are owner-only
+    # 0600): the checkpoint gets the usual umask permissions, so others can read a shared cache.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
