@@ -104,26 +104,38 @@ def lab_server(tmp_path_factory, chromium_path):
 
 @pytest.fixture(scope="module")
 def run_times():
-    """Seconds per notebook, written to screenshots/run-times.txt when the module is done."""
+    """Seconds per notebook and phase, written to screenshots/run-times.txt when the module is done."""
     times = {}
     yield times
     if times:
         SCREENSHOT_DIR.mkdir(exist_ok=True)
-        lines = [f"{name}\t{seconds:.1f} s" for name, seconds in times.items()]
+        header = "notebook\ttotal\topen (page + kernel)\trun all cells\tchecks + screenshots"
+        lines = [f"{name}\t{sum(phases.values()):.1f} s\t"
+                 + "\t".join(f"{phases.get(phase, float('nan')):.1f} s" for phase in ("open", "run all", "checks"))
+                 for name, phases in times.items()]
         partial = SCREENSHOT_DIR / "run-times.txt.partial"
-        partial.write_text("notebook\trun time in JupyterLab (open, run all cells, checks)\n"
-                           + "\n".join(lines) + "\n")
+        partial.write_text("\n".join([header, *lines]) + "\n")
         partial.replace(SCREENSHOT_DIR / "run-times.txt")
 
 
-@pytest.fixture
-def page(playwright_browser, lab_server):
-    """A fresh browser page; its notebook's kernel is shut down afterwards (memory for the next)."""
+@pytest.fixture(scope="module")
+def browser_context(playwright_browser):
+    # One context for all notebooks: its HTTP cache keeps JupyterLab's scripts between pages.
     context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        yield context.new_page()
+        yield context
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser_context, lab_server):
+    """A fresh browser page; its notebook's kernel is shut down afterwards (memory for the next)."""
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
         lab_server.shutdown_kernels()
 
 
@@ -190,10 +202,18 @@ def _check_explorer(page, notebook_name):
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks in notebooks/")
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
-    start = time.monotonic()
+    phases = run_times[notebook.name] = {}
+    clock = time.monotonic()
+
+    def phase_done(name):
+        nonlocal clock
+        phases[name], clock = time.monotonic() - clock, time.monotonic()
+
     try:
         open_notebook(page, lab_server, notebook.name)
+        phase_done("open")
         run_all_cells(page, notebook.name, timeout_s=NOTEBOOK_TIMEOUT_S)
+        phase_done("run all")
         report = notebook_report(page, notebook.name)
         # The screenshot comes before any assertion, so a failure can be looked at.
         screenshot_notebook(page, notebook.name, SCREENSHOT_DIR / f"{notebook.stem}.png")
@@ -203,7 +223,7 @@ def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
         if _calls_explorer(notebook):
             _check_explorer(page, notebook.name)
     finally:
-        run_times[notebook.name] = time.monotonic() - start
+        phase_done("checks")
 
 def test_the_course_has_a_latent_space_explorer():
     """The explorer check above runs only where a notebook calls the explorer: make sure one does."""
