@@ -19,3 +19,21 @@ from .checks import (
     check_vae_loss,
     use_if_passed,
 )
+from .plotting import (
+    DIGIT_COLORS,
+    digit_legend,
+    plot_history,
+    plot_latent_grid,
+    plot_latent_scatter,
+    plot_marginals,
+    plot_reconstructions,
+    show_images,
+)
+from .metrics import (
+    classifier_accuracy,
+    confident_fraction,
+    gaussian_fit_kl,
+    mmd_to_standard_normal,
+    train_digit_classifier,
+)
+from .widgets import LatentExplorer, latent_explorer
