@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .plotting import plot_latent_scatter
+from .plotting import digit_legend, plot_latent_scatter
 
 CSS_PREFIX = "vae-lesson"  # class names a browser test finds the widgets by, e.g. "vae-lesson-ae-image"
 IMAGE_ZOOM = 5  # decoded 28x28 digits are shown as 140x140 PNGs, each pixel a 5x5 block
@@ -76,10 +76,12 @@ class LatentExplorer:
         self.ae_scatter, self.vae_scatter = self._image("ae-scatter"), self._image("vae-scatter")
         self._figures, markers = {}, {}
         for key, latents, title in (("ae", ae_latents, "Autoencoder"), ("vae", vae_latents, "VAE")):
-            figure = Figure(figsize=(3.6, 3.0), dpi=80, layout="constrained")
+            figure = Figure(figsize=(3.3, 3.8), dpi=80, layout="constrained")
             ax = plot_latent_scatter(latents, labels, ax=figure.add_subplot(), title=f"{title} latents",
                                      max_points=max_points, lim=lim)
-            ax.get_legend().remove()  # ten legend entries twice would crowd the small plots
+            # the digit legend below the plot, in two rows, keeps the small square plot wide
+            digit_legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=5, title=None,
+                         columnspacing=0.8, handletextpad=0.1)
             (markers[key],) = ax.plot([0.0], [0.0], marker="X", markersize=12, color="black",
                                       markeredgecolor="white", linestyle="")
             self._figures[key] = figure
