@@ -281,6 +281,11 @@ _START_RUN_ALL_JS = _panel_js("""
       window.__kernelErrors.push('stderr: ' + msg.content.text);
     }
   });
+  // A kernel that dies (out of memory, say) is restarted by the server; the run must not wait forever.
+  window.__kernelDeaths = [];
+  panel.sessionContext.statusChanged.connect((_, status) => {
+    if (status === 'dead' || status === 'autorestarting') window.__kernelDeaths.push(status);
+  });
   const app = window.jupyterapp;
   app.shell.activateById(panel.id);
   app.commands.execute('notebook:run-all-cells').then(
@@ -296,9 +301,11 @@ _KERNEL_IDLE_JS = _panel_js("""
 
 _RUN_FINISHED_JS = _panel_js("""
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const done = window.__runAll && window.__runAll.done;
+  if (window.__kernelDeaths && window.__kernelDeaths.length) return done || !kernel || kernel.status === 'dead';
   const busyPrompts = Array.from(panel.content.node.querySelectorAll('.jp-InputPrompt'))
     .filter(p => p.textContent.includes('*')).length;
-  return window.__runAll && window.__runAll.done && kernel && kernel.status === 'idle' && busyPrompts === 0;
+  return done && kernel && kernel.status === 'idle' && busyPrompts === 0;
 """, asynchronous=False)
 
 # What the page shows, cell by cell (code cells only): read from the notebook model and the DOM.
@@ -336,7 +343,8 @@ _REPORT_JS = _panel_js("""
         && !child.textContent.includes('Error displaying widget')).length,
     });
   });
-  return {cells: cells, kernelErrors: window.__kernelErrors || [], runAll: window.__runAll || null};
+  return {cells: cells, kernelErrors: window.__kernelErrors || [], kernelDeaths: window.__kernelDeaths || [],
+          runAll: window.__runAll || null};
 """)
 
 _CONTENT_HEIGHT_JS = _panel_js("""
@@ -375,9 +383,20 @@ def open_notebook(page, server, notebook_name, timeout_s=180):
 
 
 def run_all_cells(page, notebook_name, timeout_s):
-    """Run the notebook with JupyterLab's `notebook:run-all-cells`; wait until the kernel is idle."""
+    """Run the notebook with JupyterLab's `notebook:run-all-cells`; wait until the kernel is idle.
+
+    Raises AssertionError naming the cells still running when the run takes over `timeout_s`.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page.evaluate(_START_RUN_ALL_JS, [notebook_name, None])
-    page.wait_for_function(_RUN_FINISHED_JS, arg=[notebook_name, None], timeout=timeout_s * 1000, polling=500)
+    try:
+        page.wait_for_function(_RUN_FINISHED_JS, arg=[notebook_name, None], timeout=timeout_s * 1000, polling=500)
+    except PlaywrightTimeoutError:
+        running = [f"cell {cell['index']} {cell['prompt']} {(cell['source'].splitlines() or [''])[0]}"
+                   for cell in notebook_report(page, notebook_name)["cells"] if "*" in cell["prompt"]]
+        raise AssertionError(f"{notebook_name} did not finish within {timeout_s} s; still running or queued:\n"
+                             + "\n".join(running[:5])) from None
 
 
 def notebook_report(page, notebook_name):

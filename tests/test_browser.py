@@ -110,8 +110,9 @@ def run_times():
     if times:
         SCREENSHOT_DIR.mkdir(exist_ok=True)
         header = "notebook\ttotal\topen (page + kernel)\trun all cells\tchecks + screenshots"
-        lines = [f"{name}\t{sum(phases.values()):.1f} s\t"
-                 + "\t".join(f"{phases.get(phase, float('nan')):.1f} s" for phase in ("open", "run all", "checks"))
+        columns = ("open", "run all", "checks")
+        lines = ["\t".join([name, f"{sum(phases.values()):.1f} s"]
+                           + [f"{phases[column]:.1f} s" if column in phases else "-" for column in columns])
                  for name, phases in times.items()]
         partial = SCREENSHOT_DIR / "run-times.txt.partial"
         partial.write_text("\n".join([header, *lines]) + "\n")
@@ -147,6 +148,8 @@ def _short_traceback(text, n_lines=12):
 def _problems_on_page(report, expected_images):
     """Everything the page shows that a student should not see, one line (or traceback) each."""
     problems = []
+    if report["kernelDeaths"]:
+        problems.append(f"the kernel died during the run ({', '.join(report['kernelDeaths'])}): out of memory?")
     code_cells = report["cells"]
     if len(code_cells) != len(expected_images):
         problems.append(f"the page shows {len(code_cells)} code cells, the notebook has {len(expected_images)}")
@@ -179,7 +182,8 @@ def _calls_explorer(notebook):
 def _check_explorer(page, notebook_name):
     """Drag the explorer's sliders; both decoders' images and both scatter markers must follow."""
     stem = Path(notebook_name).stem
-    assert page.locator(EXPLORER).count() == 1, f"the notebook calls the explorer but {EXPLORER} is not on the page"
+    found = page.locator(EXPLORER).count()
+    assert found == 1, f"the notebook calls the explorer, but {EXPLORER} is on the page {found} times"
     for part, selector in EXPLORER_IMAGES.items():
         count = page.locator(f"{EXPLORER} img{selector}").count()
         assert count == 1, f"expected the {part} ({selector}) once in the explorer, found it {count} times"
@@ -203,17 +207,17 @@ def _check_explorer(page, notebook_name):
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
     phases = run_times[notebook.name] = {}
-    clock = time.monotonic()
+    current = ["open", time.monotonic()]  # the phase in progress, so a failure is timed under it
 
-    def phase_done(name):
-        nonlocal clock
-        phases[name], clock = time.monotonic() - clock, time.monotonic()
+    def next_phase(name):
+        phases[current[0]] = time.monotonic() - current[1]
+        current[:] = [name, time.monotonic()]
 
     try:
         open_notebook(page, lab_server, notebook.name)
-        phase_done("open")
+        next_phase("run all")
         run_all_cells(page, notebook.name, timeout_s=NOTEBOOK_TIMEOUT_S)
-        phase_done("run all")
+        next_phase("checks")
         report = notebook_report(page, notebook.name)
         # The screenshot comes before any assertion, so a failure can be looked at.
         screenshot_notebook(page, notebook.name, SCREENSHOT_DIR / f"{notebook.stem}.png")
@@ -223,7 +227,7 @@ def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
         if _calls_explorer(notebook):
             _check_explorer(page, notebook.name)
     finally:
-        phase_done("checks")
+        phases[current[0]] = time.monotonic() - current[1]
 
 def test_the_course_has_a_latent_space_explorer():
     """The explorer check above runs only where a notebook calls the explorer: make sure one does."""
