@@ -221,10 +221,11 @@ def test_notebook_runs_in_jupyterlab(notebook, page, lab_server, run_times):
         report = notebook_report(page, notebook.name)
         # The screenshot comes before any assertion, so a failure can be looked at.
         screenshot_notebook(page, notebook.name, SCREENSHOT_DIR / f"{notebook.stem}.png")
-        problems = _problems_on_page(report, committed_image_counts(notebook))
+        # Counted in the copy JupyterLab ran: the notebook as it was when the run began.
+        problems = _problems_on_page(report, committed_image_counts(lab_server.root_dir / notebook.name))
         assert report["runAll"]["ok"] or problems, f"run-all-cells reported a failure: {report['runAll']}"
         assert not problems, f"{notebook.name} in JupyterLab:\n" + "\n".join(problems)
-        if _calls_explorer(notebook):
+        if _calls_explorer(lab_server.root_dir / notebook.name):
             _check_explorer(page, notebook.name)
     finally:
         phases[current[0]] = time.monotonic() - current[1]
