@@ -34,12 +34,17 @@ def fake_mnist(monkeypatch):
     return roots
 
 
+# The CLI on every device present: the CPU always, a CUDA GPU where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("model", ["vae", "autoencoder"])
-def test_train_writes_checkpoint_history_and_figure(tmp_path, fake_mnist, capsys, model):
+def test_train_writes_checkpoint_history_and_figure(tmp_path, fake_mnist, capsys, model, device):
     out = tmp_path / "run"
     code = cli.main(["train", "--model", model, "--latent-dim", "3", "--hidden-dim", "8", "--epochs", "2",
                      "--batch-size", "64", "--lr", "2e-3", "--seed", "1", "--data", str(tmp_path / "mnist"),
-                     "--out", str(out), "--no-progress"])
+                     "--out", str(out), "--device", device, "--no-progress"])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["history.json", "model.pt", "samples.png"]
     assert fake_mnist == [tmp_path / "mnist"] * 2

@@ -121,10 +121,12 @@ def write_samples_figure(path, model, test_images, seed=0):
 
     from .plotting import show_images
 
+    device = next(model.parameters()).device
     originals = test_images[torch.linspace(0, test_images.shape[0] - 1, N_RECONSTRUCTIONS).long()]
     with torch.no_grad():
-        reconstructions = model.decode(encode_dataset(model, originals).to(next(model.parameters()).device)).cpu()
-    samples = sample_prior(model, N_PRIOR_SAMPLES, generator=torch.Generator().manual_seed(seed)).cpu()
+        reconstructions = model.decode(encode_dataset(model, originals).to(device)).cpu()
+    generator = torch.Generator(device=device).manual_seed(seed)  # on the model's device, as randn requires
+    samples = sample_prior(model, N_PRIOR_SAMPLES, generator=generator).cpu()
 
     fig = Figure(figsize=(8, 5.6), layout="constrained")
     top, middle, bottom = fig.subplots(3, 1, height_ratios=[1, 1, 2])
