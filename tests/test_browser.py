@@ -41,7 +41,7 @@ SCREENSHOT_DIR = REPO_ROOT / "screenshots"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Generous: with an empty model cache a notebook trains its models (at most 3 minutes each on a
 # 2-core CPU by the course's budget); with the cache nbval leaves behind it takes seconds.
-NOTEBOOK_TIMEOUT_S = 900
+NOTEBOOK_TIMEOUT_S = 1200
 
 # The latent-space explorer of vae_lesson.widgets and the CSS classes it gives its parts.
 EXPLORER_CALL = re.compile(r"\b(latent_explorer|LatentExplorer)\(")
