@@ -29,7 +29,7 @@ test: $(STAMP)
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not browser" $(PYTEST_ARGS)
 
 test-notebooks: $(STAMP)
 	$(PY) -m pytest notebooks --nbval --nbval-current-env --nbval-cell-timeout=900 \
