@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test test-unit test-notebooks benchmark checkpoints clean
+.PHONY: setup lab test test-unit test-notebooks benchmark benchmark-notebooks notebooks checkpoints clean
 
 setup: $(STAMP)
 
@@ -36,11 +36,22 @@ test-notebooks: $(STAMP)
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
+	$(PY) benchmarks/bench_batching.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_training.py --lecture-epochs 30
+
+# Each notebook's run time and peak memory on its own with an empty model cache, then all in sequence.
+benchmark-notebooks: $(STAMP)
+	$(PY) benchmarks/bench_notebooks.py
+
+# Re-execute every notebook in course order and save its outputs (figures included), training into
+# and reusing checkpoints/: what to run after changing vae_lesson, before committing.
+notebooks: $(STAMP)
+	$(PY) benchmarks/bench_notebooks.py --no-alone --write --cache checkpoints
 
 # Regenerate the checkpoints the notebooks use (see `python -m vae_lesson --help`).
 checkpoints: $(STAMP)
-	$(PY) -m vae_lesson train --model vae --latent-dim 20 --epochs 10 --out checkpoints/vae-20d
+	$(PY) -m vae_lesson train --model vae --latent-dim 20 --epochs 30 --batch-size 256 --lr 2e-3 --lr-schedule cosine --out checkpoints/vae-20d
 
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache

@@ -63,7 +63,7 @@ def test_key_changes_with_every_setting_and_the_data_size():
     base = dict(kind="vae", latent_dim=2, hidden_dim=500, epochs=10, beta=1.0, lr=1e-3, batch_size=128, seed=0,
                 n_train=60000)
     changes = dict(kind="autoencoder", latent_dim=20, hidden_dim=400, epochs=30, beta=4.0, lr=3e-4, batch_size=64,
-                   seed=1, n_train=4000)
+                   seed=1, n_train=4000, lr_schedule="cosine")
     keys = {cache.cache_key(**base)}
     for name, value in changes.items():
         keys.add(cache.cache_key(**{**base, name: value}))

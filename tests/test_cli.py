@@ -76,7 +76,8 @@ def test_same_seed_same_checkpoint(tmp_path, fake_mnist):
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
-@pytest.mark.parametrize("bad", [["--model", "gan"], ["--epochs", "0"], ["--lr", "-1"], ["--latent-dim", "two"]])
+@pytest.mark.parametrize("bad", [["--model", "gan"], ["--epochs", "0"], ["--lr", "-1"], ["--latent-dim", "two"],
+                                 ["--lr-schedule", "linear"]])
 def test_bad_arguments_are_refused_by_the_parser(tmp_path, fake_mnist, capsys, bad):
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--out", str(tmp_path)] + bad)
@@ -94,6 +95,6 @@ def test_out_is_required(capsys):
 def test_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "vae_lesson", "train", "--help"], capture_output=True, text=True,
                             check=True)
-    for option in ("--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--beta",
+    for option in ("--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--lr-schedule", "--beta",
                    "--seed", "--data", "--out", "model.pt", "history.json", "samples.png"):
         assert option in result.stdout

@@ -127,9 +127,47 @@ def test_evaluate_averages_per_image_over_uneven_batches(digits):
     assert result.kl == 0.0
 
 
+def _learning_rates_used(monkeypatch, digits, **kwargs):
+    """Train and record the learning rate of every Adam step, as the optimizer saw it."""
+    used = []
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kw):
+        used.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    run(digits, **kwargs)
+    return used
+
+
+def test_constant_schedule_keeps_the_learning_rate(monkeypatch, digits):
+    used = _learning_rates_used(monkeypatch, digits, epochs=2, batch_size=128, lr=2e-3)
+    assert used == [2e-3] * (2 * 8)  # 1,000 images in batches of 128: 8 steps an epoch
+
+
+def test_cosine_schedule_follows_the_closed_form(monkeypatch, digits):
+    # Step t of T uses lr * (1 + cos(pi * t / T)) / 2: lr at the first step, falling to near 0 at the last.
+    used = _learning_rates_used(monkeypatch, digits, epochs=3, batch_size=128, lr=2e-3, lr_schedule="cosine")
+    total = 3 * 8
+    expected = [2e-3 * (1 + math.cos(math.pi * t / total)) / 2 for t in range(total)]
+    assert used == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert used[-1] < 2e-3 * 0.01
+
+
+def test_cosine_schedule_changes_the_result_and_stays_reproducible(digits):
+    constant_model, constant = run(digits, epochs=2)
+    cosine_model, cosine = run(digits, epochs=2, lr_schedule="cosine")
+    _, cosine_again = run(digits, epochs=2, lr_schedule="cosine")
+    assert cosine == cosine_again
+    assert cosine["train_loss"] != constant["train_loss"]
+
+
 def test_bad_arguments_raise(digits):
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         train(tiny(), digits[0], epochs=0, progress=False)
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"):
+        train(tiny(), digits[0], epochs=1, lr_schedule="linear", progress=False)
     with pytest.raises(TypeError, match="train_data must be an images tensor"):
         train(tiny(), [[0.0] * 784], epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\) or \(N, 784\)"):

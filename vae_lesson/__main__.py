@@ -23,7 +23,7 @@ from .checkpoint import save_checkpoint
 from .data import load_mnist
 from .models import MODELS, build_model
 from .sampling import encode_dataset, sample_prior
-from .training import train
+from .training import LR_SCHEDULES, train
 
 N_RECONSTRUCTIONS = 8
 N_PRIOR_SAMPLES = 16
@@ -64,8 +64,9 @@ def build_parser():
                     "  OUT/model.pt      the checkpoint (vae_lesson.load_checkpoint reads it)\n"
                     "  OUT/history.json  train and test losses per epoch\n"
                     "  OUT/samples.png   test images, their reconstructions and prior samples",
-        epilog="example (the course's 20-D VAE):\n"
-               "  python -m vae_lesson train --model vae --latent-dim 20 --epochs 10 --out checkpoints/vae-20d",
+        epilog="example (the course's 20-D VAE, as notebooks 05 and 06 train it):\n"
+               "  python -m vae_lesson train --model vae --latent-dim 20 --epochs 30 --batch-size 256 --lr 2e-3 \\\n"
+               "      --lr-schedule cosine --out checkpoints/vae-20d",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--model", choices=sorted(MODELS), default="vae", help="which model to train (default: %(default)s)")
@@ -74,6 +75,8 @@ def build_parser():
     t.add_argument("--epochs", type=_positive_int, default=10, help="passes over the training set (default: %(default)s)")
     t.add_argument("--batch-size", type=_positive_int, default=128, help="images per Adam step (default: %(default)s)")
     t.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant, or cosine: decay the rate to 0 by the last batch (default: %(default)s)")
     t.add_argument("--beta", type=_non_negative_float, default=1.0,
                    help="weight of the KL term: 1 is the ELBO; ignored by the autoencoder (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="seeds the initial weights, batch order and noise (default: %(default)s)")
@@ -152,7 +155,7 @@ def run_train(args):
           f"{train_data[0].shape[0]} images for {args.epochs} epochs, testing on {test_data[0].shape[0]}")
     start = time.perf_counter()
     history = train(model, train_data, test_data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    beta=args.beta, seed=args.seed, device=args.device, progress=not args.no_progress)
+                    lr_schedule=args.lr_schedule, beta=args.beta, seed=args.seed, device=args.device, progress=not args.no_progress)
     seconds = time.perf_counter() - start
 
     out = args.out

@@ -23,17 +23,19 @@ def cache_dir():
     return Path(os.environ.get(CACHE_ENV_VAR) or REPO_ROOT / "checkpoints")
 
 
-def cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train):
+def cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule="constant"):
     """A file name that changes whenever anything that changes the trained weights changes."""
-    return (f"{kind}-z{latent_dim}-h{hidden_dim}-e{epochs}-beta{beta:g}-lr{lr:g}-bs{batch_size}"
+    schedule = "" if lr_schedule == "constant" else f"-{lr_schedule}"
+    return (f"{kind}-z{latent_dim}-h{hidden_dim}-e{epochs}-beta{beta:g}-lr{lr:g}{schedule}-bs{batch_size}"
             f"-seed{seed}-n{n_train}")
 
 
-def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1.0, lr=1e-3, batch_size=128,
-                  seed=0, train_data=None, test_data=None, progress=True):
+def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1.0, lr=1e-3, lr_schedule="constant",
+                  batch_size=128, seed=0, train_data=None, test_data=None, progress=True):
     """Return (model, history) for this configuration, loading it from the cache or training it.
 
     kind: "autoencoder" or "vae". train_data/test_data default to load_mnist("train"/"test").
+    The other arguments are those of `train` (lr_schedule: "constant" or "cosine").
     The model's initial weights come from torch.manual_seed(seed) (without disturbing the
     global random state), so the result depends only on the arguments and the data.
     """
@@ -42,7 +44,7 @@ def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1
     if test_data is None:
         test_data = load_mnist("test")
     n_train = (train_data[0] if isinstance(train_data, (tuple, list)) else train_data).shape[0]
-    key = cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train)
+    key = cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule)
     path = cache_dir() / f"{key}.pt"
     config = {"kind": kind, "latent_dim": latent_dim, "hidden_dim": hidden_dim}
     if path.is_file():
@@ -53,7 +55,7 @@ def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(config)
-    history = train(model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
-                    seed=seed, progress=progress)
+    history = train(model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr,
+                    lr_schedule=lr_schedule, beta=beta, seed=seed, progress=progress)
     save_checkpoint(path, model, history)
     return model, history

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from .data import iterate_batches
 from .loss import LossTerms
 
+LR_SCHEDULES = ("constant", "cosine")
 HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl")
 
 
@@ -54,11 +55,13 @@ def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
     return LossTerms(*(sums / images.shape[0]).tolist())
 
 
-def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3, beta=1.0, seed=0,
-          device=None, progress=True):
+def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3, lr_schedule="constant", beta=1.0,
+          seed=0, device=None, progress=True):
     """Train `model` with Adam on in-memory images; return the per-epoch history.
 
     train_data, test_data: images (N, 1, 28, 28) or (images, labels) pairs.
+    lr_schedule: "constant" keeps the learning rate at `lr`; "cosine" lowers it after every batch
+    along half a cosine, lr * (1 + cos(pi * step / total_steps)) / 2, to zero at the last batch.
     Returns a dict of lists, one value per epoch: "epoch", "train_loss", "train_reconstruction",
     "train_kl" (running means over the epoch's batches) and, with test_data, "test_loss",
     "test_reconstruction", "test_kl" (evaluated after the epoch). Losses are nats per image.
@@ -66,6 +69,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
     device = resolve_device(device)
     train_images = _images_of(train_data, "train_data").to(device)
     test_images = None if test_data is None else _images_of(test_data, "test_data")
@@ -78,6 +83,11 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     history = {"epoch": []}
     history.update({key: [] for key in HISTORY_KEYS if test_images is not None or key.startswith("train")})
     n_batches = -(-train_images.shape[0] // batch_size)
+    scheduler = None
+    if lr_schedule == "cosine":
+        # Big steps while the loss is high, small ones at the end to settle into a minimum: a lower
+        # final loss than a constant rate in the same number of epochs.
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * n_batches)
     bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", disable=not progress)
     try:
         for epoch in range(1, epochs + 1):
@@ -94,6 +104,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 sums += torch.stack([t.detach().double().cpu() for t in terms]) * batch.shape[0]
                 bar.update(1)
             means = (sums / train_images.shape[0]).tolist()
