@@ -20,7 +20,6 @@ next to the notebooks is the kernel itself: starting it and importing torch and 
 import argparse
 import json
 import os
-import resource  # noqa: F401  (used inside the kernel, imported here to fail early off Linux/macOS)
 import sys
 import tempfile
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from vae_lesson.cache import CACHE_ENV_VAR
+from vae_lesson.data import ENV_VAR as DATA_ENV_VAR
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TARGET_NOTEBOOK_S = 180
@@ -52,7 +54,7 @@ def run_notebook(path, cache, *, write=False, timeout=900):
     """Execute one notebook in a fresh kernel; return (seconds, peak RSS of the kernel in bytes)."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))
-    os.environ["VAE_LESSON_CHECKPOINTS"] = str(cache)  # the kernel inherits it
+    os.environ[CACHE_ENV_VAR] = str(cache)  # the kernel inherits it
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
@@ -101,16 +103,16 @@ def main(argv=None):
     parser.add_argument("--cache", type=Path, default=None,
                         help="for the sequence: use this model cache (e.g. checkpoints) instead of an empty one")
     args = parser.parse_args(argv)
-    if os.environ.get("VAE_LESSON_DATA"):
+    if os.environ.get(DATA_ENV_VAR):
         # Kernels run in notebooks/, so a relative path would point somewhere else there.
-        os.environ["VAE_LESSON_DATA"] = str(Path(os.environ["VAE_LESSON_DATA"]).resolve())
+        os.environ[DATA_ENV_VAR] = str(Path(os.environ[DATA_ENV_VAR]).resolve())
 
     paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
                    if not args.prefixes or p.name.startswith(tuple(args.prefixes)))
     if not paths:
         sys.exit(f"no notebook in {NOTEBOOKS} starts with {' or '.join(args.prefixes)}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"VAE_LESSON_DATA={os.environ.get('VAE_LESSON_DATA', '(unset)')}, "
+          f"{DATA_ENV_VAR}={os.environ.get(DATA_ENV_VAR, '(unset)')}, "
           f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     results = {}
     with tempfile.TemporaryDirectory() as cache:

@@ -39,9 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-# Generous, so only a hung notebook hits it: with the cache nbval leaves behind, most notebooks
-# run in under a minute here, but notebook 7 trains its digit classifier on every run and took
-# 12 minutes on a 2-core machine shared with other jobs.
+# Generous, so only a hung notebook hits it: with the cache nbval leaves behind, every notebook runs
+# in under half a minute on an idle 2-core machine (benchmarks/bench_notebooks.py), but a machine
+# shared with other jobs has been seen to take 12 minutes for notebook 7.
 NOTEBOOK_TIMEOUT_S = 1200
 
 # The latent-space explorer of vae_lesson.widgets and the CSS classes it gives its parts.
