@@ -156,8 +156,8 @@ def test_cosine_schedule_follows_the_closed_form(monkeypatch, digits):
 
 
 def test_cosine_schedule_changes_the_result_and_stays_reproducible(digits):
-    constant_model, constant = run(digits, epochs=2)
-    cosine_model, cosine = run(digits, epochs=2, lr_schedule="cosine")
+    _, constant = run(digits, epochs=2)
+    _, cosine = run(digits, epochs=2, lr_schedule="cosine")
     _, cosine_again = run(digits, epochs=2, lr_schedule="cosine")
     assert cosine == cosine_again
     assert cosine["train_loss"] != constant["train_loss"]

@@ -85,8 +85,9 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     n_batches = -(-train_images.shape[0] // batch_size)
     scheduler = None
     if lr_schedule == "cosine":
-        # Big steps while the loss is high, small ones at the end to settle into a minimum: a lower
-        # final loss than a constant rate in the same number of epochs.
+        # Big steps while the loss is high, small ones at the end to settle into a minimum. It pays
+        # with a higher starting rate (the course's 20-D VAE: 2e-3 cosine ends at 102.05 after 30 epochs,
+        # constant 1e-3 at 102.4); at the same rate over a short run it can end higher (benchmarks/).
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * n_batches)
     bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", disable=not progress)
     try:
