@@ -163,6 +163,23 @@ def test_cosine_schedule_changes_the_result_and_stays_reproducible(digits):
     assert cosine["train_loss"] != constant["train_loss"]
 
 
+def test_the_progress_bar_redraws_at_most_once_a_second(monkeypatch, digits):
+    # Ten redraws a second (tqdm's default) over a 2-minute notebook cell flooded the kernel's output
+    # channel with widget messages and made nbval time out waiting for the cell's end.
+    import vae_lesson.training as training
+
+    bars = []
+
+    def recording_tqdm(*args, **kwargs):
+        bars.append(real_tqdm(*args, **kwargs))
+        return bars[-1]
+
+    real_tqdm = training.tqdm
+    monkeypatch.setattr(training, "tqdm", recording_tqdm)
+    train(tiny(), digits[0], epochs=1, progress=True)
+    assert len(bars) == 1 and bars[0].mininterval >= 1.0
+
+
 def test_bad_arguments_raise(digits):
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         train(tiny(), digits[0], epochs=0, progress=False)

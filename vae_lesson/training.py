@@ -13,6 +13,7 @@ from .data import iterate_batches
 from .loss import LossTerms
 
 LR_SCHEDULES = ("constant", "cosine")
+PROGRESS_INTERVAL_S = 1.0
 HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl")
 
 
@@ -89,7 +90,11 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
         # with a higher starting rate (the course's 20-D VAE: 2e-3 cosine ends at 102.05 after 30 epochs,
         # constant 1e-3 at 102.4); at the same rate over a short run it can end higher (benchmarks/).
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * n_batches)
-    bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", disable=not progress)
+    # One redraw a second (tqdm's default is ten): in JupyterLab every redraw of the bar is a widget
+    # message, and a long training run at ten a second floods the kernel's output channel, enough that
+    # nbval (which waits at most 5 s for each message after a cell ends) times out.
+    bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", mininterval=PROGRESS_INTERVAL_S,
+               disable=not progress)
     try:
         for epoch in range(1, epochs + 1):
             sums = torch.zeros(3, dtype=torch.float64)
