@@ -6,6 +6,8 @@ tests use tiny IDX files written in tmp_path, so they run without the shared MNI
 """
 
 import os
+import subprocess
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -171,7 +173,7 @@ def test_check_idx_file_accepts_a_whole_file(tmp_path):
 # --- the full path, on a tiny IDX set ------------------------------------------------------------
 
 
-def test_small_idx_set_loads_through_torchvision(tmp_path, offline_and_fresh):
+def test_small_idx_set_loads_with_the_written_values(tmp_path, offline_and_fresh):
     written = write_mnist(tmp_path, n_train=20, n_test=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the full data is there: no offline warning
@@ -185,6 +187,39 @@ def test_small_idx_set_loads_through_torchvision(tmp_path, offline_and_fresh):
             torch.testing.assert_close(images, expected, rtol=0, atol=0)
             assert labels.tolist() == ref_labels.tolist()
     assert offline_and_fresh == []  # nothing was downloaded
+
+
+def test_idx_reader_agrees_with_torchvision(tmp_path):
+    """read_idx_file against an independent parser: torchvision's own MNIST reader."""
+    write_mnist(tmp_path, n_train=20, n_test=10)
+    roots = [tmp_path]
+    if data._has_raw_files(data.data_root()):
+        roots.append(data.data_root())  # the full MNIST too, where it is on disk (CI)
+    for root in roots:
+        for split in data.SPLITS:
+            reference = torchvision.datasets.MNIST(root=root, train=(split == "train"), download=False)
+            image_file, label_file = (root / "MNIST" / "raw" / name for name in RAW_NAMES[split])
+            assert torch.equal(torch.from_numpy(data.read_idx_file(image_file, expected_ndim=3)), reference.data)
+            assert torch.equal(torch.from_numpy(data.read_idx_file(label_file, expected_ndim=1)).long(),
+                               reference.targets)
+
+
+def test_loading_files_on_disk_does_not_import_torchvision(tmp_path):
+    """torchvision costs ~190 MiB per kernel; it is imported only to download."""
+    write_mnist(tmp_path)
+    code = ("import sys, vae_lesson; vae_lesson.load_mnist('train', root=sys.argv[1]); "
+            "print('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_images_of_another_size_are_refused(tmp_path):
+    write_mnist(tmp_path)
+    bad = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    write_idx(bad, np.zeros((20, 32, 32), dtype=np.uint8))
+    with pytest.raises(CorruptDataError, match="32x32 pixels where MNIST has 28x28") as err:
+        load_mnist("train", root=tmp_path)
+    assert str(bad) in str(err.value) and "run again" in str(err.value)
 
 
 def test_full_data_or_offline_sample_by_what_is_there():
