@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_lesson import VAE, Autoencoder, LossTerms, evaluate, train
-from vae_lesson.data import offline_sample
+from vae_lesson.data import iterate_batches, offline_sample
 
 TRAIN_KEYS = ["epoch", "train_loss", "train_reconstruction", "train_kl"]
 TEST_KEYS = ["test_loss", "test_reconstruction", "test_kl"]
@@ -36,6 +36,25 @@ def test_same_seed_gives_an_identical_history_and_model(digits):
     assert history_a == history_b
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_training_matches_a_plain_loop_with_the_default_adam(digits):
+    """The trainer's fused Adam is an implementation detail: the same steps with torch's default
+    (per-tensor) Adam, written out as the usual loop, end at the same weights up to float rounding."""
+    model, history = run(digits, seed=0, epochs=2, batch_size=100)
+    reference = tiny()
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3, foreach=False, fused=False)
+    shuffle, noise = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)  # as train() seeds them
+    images = digits[0][0]
+    for _ in range(2):
+        for (batch,) in iterate_batches(images, batch_size=100, generator=shuffle):
+            loss = reference.loss(batch, generator=noise).total
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for (name, ours), theirs in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=name)
+    assert history["test_loss"][-1] == pytest.approx(evaluate(reference, digits[1]).total, rel=1e-4)
 
 
 def test_different_seed_gives_a_different_history(digits):
