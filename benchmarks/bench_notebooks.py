@@ -5,8 +5,9 @@ with VAE_LESSON_CHECKPOINTS pointing at an empty temporary folder, so it trains 
 needs: what a student who opens just that notebook waits for. After the last cell the kernel reports
 its own peak resident memory (ru_maxrss) and, on Linux, how much of what is resident at the end is
 file-backed (RssFile: pages of torch's shared libraries, which the kernel can drop and read again
-under memory pressure, unlike the arrays a notebook allocates). Then, with --sequence, all notebooks run in course order
-sharing one (initially empty) cache, as `make test` and a student working through the course do.
+under memory pressure, unlike the arrays a notebook allocates). Then, with --sequence, all
+notebooks run in course order sharing one (initially empty) cache, as `make test` and a student
+working through the course do.
 
     export VAE_LESSON_DATA=/path/holding/MNIST/raw   # the committed outputs are from the full MNIST
     .venv/bin/python benchmarks/bench_notebooks.py                 # each on its own, then the sequence

@@ -116,7 +116,7 @@ def check_idx_file(path, expected_ndim=None):
 
 
 def read_idx_file(path, expected_ndim=None):
-    """The uint8 array stored in the IDX file at `path` (images (N, 28, 28), labels (N,)), after check_idx_file's checks."""
+    """The uint8 array in the IDX file at `path`: images (N, 28, 28) or labels (N,). Checked as in check_idx_file."""
     dims, header_bytes = _idx_dims(path, expected_ndim)
     return np.fromfile(path, dtype=np.uint8, offset=header_bytes).reshape(dims)
 
