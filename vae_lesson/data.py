@@ -78,11 +78,12 @@ def _has_raw_files(root):
     return all((raw / name).is_file() for names in RAW_FILES.values() for name in names)
 
 
-def _idx_dims(path, expected_ndim=None):
-    """Validate the IDX file at `path` and return (dims, header_bytes); raise CorruptDataError if it is not whole.
+def check_idx_file(path, expected_ndim=None):
+    """Raise CorruptDataError if `path` is not a complete IDX file; else return (dims, header_bytes).
 
     An IDX file is 4 magic bytes (0, 0, 8 for uint8, then the number of dimensions), one
     big-endian uint32 per dimension, then the array's bytes: its length follows from the header.
+    With `expected_ndim`, the file must also hold an array of that many dimensions (3 for images, 1 for labels).
     """
     path = Path(path)
     fix = f"Delete {path} and run again to download a fresh copy (or point {ENV_VAR} at a complete MNIST)."
@@ -107,17 +108,9 @@ def _idx_dims(path, expected_ndim=None):
     return dims, header_bytes
 
 
-def check_idx_file(path, expected_ndim=None):
-    """Raise CorruptDataError if `path` is not a complete IDX file (the header says how long it must be).
-
-    With `expected_ndim`, the file must also hold an array of that many dimensions (3 for images, 1 for labels).
-    """
-    _idx_dims(path, expected_ndim)
-
-
 def read_idx_file(path, expected_ndim=None):
-    """The uint8 array in the IDX file at `path`: images (N, 28, 28) or labels (N,). Checked as in check_idx_file."""
-    dims, header_bytes = _idx_dims(path, expected_ndim)
+    """The uint8 array in the IDX file at `path`: images (N, 28, 28) or labels (N,), after check_idx_file."""
+    dims, header_bytes = check_idx_file(path, expected_ndim)
     return np.fromfile(path, dtype=np.uint8, offset=header_bytes).reshape(dims)
 
 

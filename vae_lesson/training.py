@@ -79,7 +79,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     model.train()
     # fused=True: the same Adam update, computed for all parameters in one pass. PyTorch's default
     # on a CPU is a loop over the parameter tensors, which took ~40% of each training step of the
-    # 784-400-20 VAE (torch.profiler); fused, an epoch takes ~1.4 s instead of ~2.1 s on 2 cores.
+    # 784-400-20 VAE (torch.profiler); benchmarks/bench_training.py measured an epoch, test pass
+    # included, at 1.9-2.1 s fused against 2.1-2.2 s before, on 2 cores.
     fused = device.type in ("cpu", "cuda")  # not every device has it ("mps" before torch 2.5)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
     shuffle_generator = torch.Generator().manual_seed(seed)
