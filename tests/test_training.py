@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from vae_lesson import VAE, Autoencoder, LossTerms, evaluate, train
 from vae_lesson.data import iterate_batches, offline_sample
+from vae_lesson.training import zero_subnormal_moments
 
 TRAIN_KEYS = ["epoch", "train_loss", "train_reconstruction", "train_kl"]
 TEST_KEYS = ["test_loss", "test_reconstruction", "test_kl"]
@@ -219,3 +220,56 @@ def test_train_and_evaluate_on_cuda(digits):
     assert evaluate(model, digits[1]) == evaluate(model, digits[1])
     # Same seed on the same device: the same history.
     assert train(tiny(), digits[0], digits[1], epochs=2, device="cuda", progress=False) == history
+
+
+def _adam_after_a_unit_falls_silent(sweep_every=None):
+    """Fused Adam (as train() uses it on a CPU) on a 4-weight "unit": one step with gradients, then
+    1,500 steps with none, as for a ReLU unit that has stopped firing."""
+    weight = torch.nn.Parameter(torch.full((4,), 0.5))
+    optimizer = torch.optim.Adam([weight], lr=1e-3, fused=True)
+    first = torch.tensor([1e-3, -2e-3, 3e-3, 0.0])
+    for step in range(1, 1502):
+        weight.grad = first.clone() if step == 1 else torch.zeros(4)
+        optimizer.step()
+        if sweep_every and step % sweep_every == 0:
+            zero_subnormal_moments(optimizer)
+    return weight.detach(), optimizer.state[weight]["exp_avg"]
+
+
+def test_a_silent_unit_leaves_subnormal_numbers_in_adams_state():
+    # In exact arithmetic 0.9 ** 1500 * 1e-4 is ~1e-73; in float32 the running mean sinks into the
+    # subnormal range (below ~1.2e-38) and stays there, since 0.9 times its smallest values rounds back.
+    _, exp_avg = _adam_after_a_unit_falls_silent()
+    tiny_normal = torch.finfo(torch.float32).tiny
+    assert (exp_avg[:3] != 0).all() and (exp_avg[:3].abs() < tiny_normal).all()
+    assert exp_avg[3] == 0  # never had a gradient: exactly zero all along
+
+
+def test_zeroing_subnormal_moments_clears_them_and_moves_no_weight():
+    weight, exp_avg = _adam_after_a_unit_falls_silent()
+    swept_weight, swept_exp_avg = _adam_after_a_unit_falls_silent(sweep_every=32)
+    assert torch.equal(swept_exp_avg, torch.zeros(4))
+    assert torch.equal(swept_weight, weight)  # bit for bit
+
+
+def test_zero_subnormal_moments_leaves_normal_numbers_alone():
+    weight = torch.nn.Parameter(torch.zeros(6, dtype=torch.float64))
+    optimizer = torch.optim.Adam([weight])
+    tiny64 = torch.finfo(torch.float64).tiny
+    values = torch.tensor([tiny64, -tiny64, tiny64 / 4, -tiny64 / 1e6, 0.0, 1.5], dtype=torch.float64)
+    optimizer.state[weight] = {"exp_avg": values.clone(), "step": torch.tensor(3.0)}
+    assert zero_subnormal_moments(optimizer) == 2
+    expected = torch.tensor([tiny64, -tiny64, 0.0, 0.0, 0.0, 1.5], dtype=torch.float64)
+    assert torch.equal(optimizer.state[weight]["exp_avg"], expected)
+    assert optimizer.state[weight]["step"] == 3.0
+
+
+def test_train_clears_subnormal_moments_every_interval_on_the_cpu(monkeypatch, digits):
+    import vae_lesson.training as training
+
+    calls = []
+    monkeypatch.setattr(training, "SUBNORMAL_SWEEP_INTERVAL", 4)
+    monkeypatch.setattr(training, "zero_subnormal_moments", lambda optimizer: calls.append(optimizer))
+    train(tiny(), digits[0], epochs=2, batch_size=128, progress=False)
+    assert len(calls) == 4  # 2 epochs x 8 batches of 1,000 images, every 4th batch
+    assert all(isinstance(optimizer, torch.optim.Adam) for optimizer in calls)
