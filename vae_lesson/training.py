@@ -6,6 +6,8 @@ Everything random (the batch order and the VAE's noise) comes from generators se
 with `seed`, so the same seed on the same machine gives an identical history.
 """
 
+import math
+
 import torch
 from tqdm.auto import tqdm
 
@@ -127,14 +129,15 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
                disable=not progress)
     try:
         for epoch in range(1, epochs + 1):
-            sums = torch.zeros(3, dtype=torch.float64)
+            sums = [0.0, 0.0, 0.0]  # total, reconstruction, KL, each times the batch size
             for batch_index, (batch,) in enumerate(
                 iterate_batches(train_images, batch_size=batch_size, generator=shuffle_generator), start=1
             ):
                 terms = model.loss(batch, beta=beta, generator=noise_generator)
-                if not torch.isfinite(terms.total):
+                values = [t.item() for t in terms]  # three numbers for the history: cheaper than tensor ops
+                if not math.isfinite(values[0]):
                     raise FloatingPointError(
-                        f"the loss became {terms.total.item()} at epoch {epoch}, batch {batch_index}: training "
+                        f"the loss became {values[0]} at epoch {epoch}, batch {batch_index}: training "
                         f"stopped. Try a smaller learning rate (lr={lr}) or check the loss function."
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -144,9 +147,9 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
                     scheduler.step()
                 if sweep_subnormals and ((epoch - 1) * n_batches + batch_index) % SUBNORMAL_SWEEP_INTERVAL == 0:
                     zero_subnormal_moments(optimizer)
-                sums += torch.stack([t.detach().double().cpu() for t in terms]) * batch.shape[0]
+                sums = [total + value * batch.shape[0] for total, value in zip(sums, values)]
                 bar.update(1)
-            means = (sums / train_images.shape[0]).tolist()
+            means = [total / train_images.shape[0] for total in sums]
             history["epoch"].append(epoch)
             for key, value in zip(("train_loss", "train_reconstruction", "train_kl"), means):
                 history[key].append(value)
