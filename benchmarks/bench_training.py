@@ -4,7 +4,8 @@ The baseline is the loop of pytorch/examples' vae/main.py, written out below: a 
 torchvision.datasets.MNIST with ToTensor(), a model that outputs sigmoid probabilities, and
 loss = F.binary_cross_entropy(recon, x, reduction="sum") + KLD; after every epoch the test loss
 per image. vae_lesson.train trains the same 784-H-20 architecture (batch 128, Adam 1e-3) on
-in-memory tensors. Each variant runs in its own subprocess, so each peak resident memory
+in-memory tensors, from the course's start: the decoder's output bias set to the mean training image
+(set_output_bias_to_mean_image; --no-mean-bias leaves PyTorch's default initialization, like the baseline). Each variant runs in its own subprocess, so each peak resident memory
 (ru_maxrss) is its own. Seconds per epoch include the test pass, for both variants.
 
     export VAE_LESSON_DATA=/path/holding/MNIST/raw
@@ -155,7 +156,7 @@ def run_baseline(hidden_dim, epochs, seed, report, options):
 
 def run_trainer(hidden_dim, epochs, seed, report, options):
     import vae_lesson.training as training
-    from vae_lesson import VAE, load_mnist
+    from vae_lesson import VAE, load_mnist, set_output_bias_to_mean_image
 
     root = mnist_root()
     start = time.perf_counter()
@@ -163,6 +164,8 @@ def run_trainer(hidden_dim, epochs, seed, report, options):
     load_seconds = time.perf_counter() - start
     torch.manual_seed(seed)
     model = VAE(latent_dim=LATENT_DIM, hidden_dim=hidden_dim)
+    if options.pop("mean_bias", True):  # the course's start (vae_lesson.cache): decoder at the mean image
+        set_output_bias_to_mean_image(model, train_data[0])
     # The first optimizer a process creates imports torch._dynamo (~0.9 s here). The baseline creates
     # its optimizer before its clock starts; train() creates one inside, so pay the import here first.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -253,9 +256,11 @@ def compare(args):
 def compare_one(args, hidden_dim, seed):
     """Train both variants with one seed, print the per-epoch table and verdicts; return both results."""
     schedule = "" if args.lr_schedule == "constant" else f" ({args.lr_schedule} learning rate for vae_lesson.train)"
-    print(f"\n== 784-{hidden_dim}-{LATENT_DIM} VAE, batch {BATCH_SIZE}, Adam {LR:g}{schedule}, seed {seed} ==")
+    start = "PyTorch's default initialization" if args.no_mean_bias else "the decoder at the mean image"
+    print(f"\n== 784-{hidden_dim}-{LATENT_DIM} VAE, batch {BATCH_SIZE}, Adam {LR:g}{schedule}, seed {seed}; "
+          f"vae_lesson.train from {start} ==")
     trainer = run_in_subprocess("trainer", hidden_dim, args.epochs, seed, args.threads,
-                                {"lr_schedule": args.lr_schedule})
+                                {"lr_schedule": args.lr_schedule, "mean_bias": not args.no_mean_bias})
     baseline = None
     if not args.skip_baseline:
         baseline = run_in_subprocess("baseline", hidden_dim, args.baseline_epochs, seed, args.threads)
@@ -341,9 +346,11 @@ def summarize(args, hidden_dim, runs):
 def lecture(args):
     epochs = args.lecture_epochs
     recipe = ", ".join(f"{key} {value}" for key, value in COURSE_RECIPE.items())
+    recipe += ", default initialization" if args.no_mean_bias else ", decoder starting at the mean image"
     print(f"\n== the lecture's 784-500-{LATENT_DIM} VAE, {epochs} epochs with vae_lesson.train ({recipe}), "
           f"seed {args.seeds[0]} ==")
-    result = run_in_subprocess("trainer", 500, epochs, args.seeds[0], args.threads, COURSE_RECIPE)
+    result = run_in_subprocess("trainer", 500, epochs, args.seeds[0], args.threads,
+                               {**COURSE_RECIPE, "mean_bias": not args.no_mean_bias})
     for epoch, (seconds, loss) in enumerate(zip(result["epoch_seconds"], result["test_loss"]), start=1):
         print(f"epoch {epoch:>2}: test loss {loss:.2f}  ({seconds:.1f} s)")
     total = sum(result["epoch_seconds"])
@@ -375,6 +382,9 @@ def main(argv=None):
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                         help="vae_lesson.train's learning-rate schedule (the baseline keeps the examples' constant "
                              "rate; default constant, like for like)")
+    parser.add_argument("--no-mean-bias", action="store_true",
+                        help="vae_lesson.train from PyTorch's default initialization, without "
+                             "set_output_bias_to_mean_image (the course's start)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--hidden-dim", type=int, help=argparse.SUPPRESS)

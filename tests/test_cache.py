@@ -92,3 +92,18 @@ def test_an_unreadable_cache_entry_is_retrained_and_replaced(digits, train_calls
     assert len(train_calls) == 1
     get(digits)
     assert len(train_calls) == 1  # the replacement is a valid checkpoint
+
+
+def test_models_start_from_the_mean_training_image(digits, train_calls, monkeypatch):
+    started = []
+    real = cache.set_output_bias_to_mean_image
+
+    def recording(model, images):
+        started.append((model.kind, images))
+        return real(model, images)
+
+    monkeypatch.setattr(cache, "set_output_bias_to_mean_image", recording)
+    get(digits)
+    get(digits, kind="autoencoder", train_data=(digits[0], torch.zeros(300, dtype=torch.long)))
+    assert [kind for kind, _ in started] == ["vae", "autoencoder"]
+    assert all(images is digits[0] for _, images in started)  # the training images, also from a pair

@@ -1,9 +1,12 @@
+import copy
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lesson import VAE, Autoencoder, build_model
+from vae_lesson import VAE, Autoencoder, build_model, set_output_bias_to_mean_image
 from vae_lesson.models import flatten_images
 
 
@@ -148,3 +151,55 @@ def test_bad_configurations_raise():
         VAE(latent_dim=0)
     with pytest.raises(ValueError, match="must be positive"):
         Autoencoder(hidden_dim=-1)
+
+
+# ----- the course's start: the decoder at the mean image -----
+
+def _real_digits(n=500):
+    from vae_lesson.data import offline_sample
+
+    return offline_sample("train")[0][:n]
+
+
+@pytest.mark.parametrize("cls", [VAE, Autoencoder])
+def test_output_bias_is_the_logit_of_the_clamped_mean_image(cls):
+    images = _real_digits()
+    torch.manual_seed(0)
+    model = set_output_bias_to_mean_image(cls(latent_dim=2, hidden_dim=16), images)
+    # The mean image computed separately, in float64 with numpy, clamped as documented.
+    mean = np.clip(images.double().numpy().reshape(len(images), 784).mean(axis=0), 1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(torch.sigmoid(model.decoder.out.bias.detach().double()).numpy(), mean, rtol=1e-5, atol=1e-7)
+    assert (mean == 1e-3).any()  # MNIST's border is black in all 500: the clamp is exercised
+
+
+def test_an_untrained_decoder_then_draws_the_mean_image_for_any_z():
+    images = _real_digits()
+    model = set_output_bias_to_mean_image(VAE(latent_dim=2, hidden_dim=16), images)
+    with torch.no_grad():
+        model.decoder.out.weight.zero_()  # leave the bias alone: decode(z) = sigmoid(bias)
+    drawn = model.decode(torch.randn(3, 2))
+    expected = images.mean(dim=0).clamp(1e-3, 1 - 1e-3)
+    for image in drawn:
+        torch.testing.assert_close(image, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_mean_image_start_lowers_the_untrained_loss():
+    from vae_lesson import evaluate
+
+    images = _real_digits()
+    torch.manual_seed(0)
+    default = VAE(latent_dim=2, hidden_dim=16)
+    started = set_output_bias_to_mean_image(copy.deepcopy(default), images)
+    default_loss, started_loss = evaluate(default, images).total, evaluate(started, images).total
+    # Grey noise (every pixel ~0.5) costs ~784 * log 2 = 543 nats; the mean image far less.
+    assert default_loss > 500 and started_loss < 0.5 * default_loss
+
+
+def test_mean_image_start_refuses_bad_images():
+    model = VAE(latent_dim=2, hidden_dim=16)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*from 0 to 255.*divide raw 0-255 images by 255"):
+        set_output_bias_to_mean_image(model, torch.arange(784.0).reshape(1, 784) % 256)
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 28, 28\) or \(N, 784\)"):
+        set_output_bias_to_mean_image(model, torch.rand(5, 28, 28))
+    with pytest.raises(ValueError, match="at least one image"):
+        set_output_bias_to_mean_image(model, torch.rand(0, 784))

@@ -3,7 +3,7 @@
 from .data import SPLITS, OfflineSampleWarning, iterate_batches, load_mnist, offline_sample
 from .kl import kl_divergence, kl_monte_carlo
 from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
-from .models import VAE, Autoencoder, build_model
+from .models import VAE, Autoencoder, build_model, set_output_bias_to_mean_image
 from .reparameterize import reparameterize
 from .cache import trained_model
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -21,7 +21,7 @@ import torch
 
 from .checkpoint import save_checkpoint
 from .data import load_mnist
-from .models import MODELS, build_model
+from .models import MODELS, build_model, set_output_bias_to_mean_image
 from .sampling import encode_dataset, sample_prior
 from .training import LR_SCHEDULES, train
 
@@ -151,6 +151,7 @@ def run_train(args):
     with torch.random.fork_rng(devices=[]):  # initial weights from --seed, as vae_lesson.cache does
         torch.manual_seed(args.seed)
         model = build_model({"kind": args.model, "latent_dim": args.latent_dim, "hidden_dim": args.hidden_dim})
+    set_output_bias_to_mean_image(model, train_data[0])  # the decoder starts at the mean image, as in the course
     print(f"training {model.kind} {model.latent_dim}-D (hidden {model.hidden_dim}) on "
           f"{train_data[0].shape[0]} images for {args.epochs} epochs, testing on {test_data[0].shape[0]}")
     start = time.perf_counter()

@@ -140,6 +140,34 @@ class VAE(_LatentModel):
 
 MODELS = {cls.kind: cls for cls in (Autoencoder, VAE)}
 
+# A pixel that is black in every training image would need a bias of -inf; clamping the mean to
+# [0.001, 0.999] starts it at a logit of -6.9 and leaves the rest to training.
+MEAN_IMAGE_CLAMP = 1e-3
+
+
+@torch.no_grad()
+def set_output_bias_to_mean_image(model, images):
+    """Start the decoder at the average image: output bias = logit(mean pixel value), in place.
+
+    images: (N, 1, 28, 28) or (N, 784) in [0, 1], the training images. The output weights start
+    small, so an untrained decoder then draws the mean image (clamped to [0.001, 0.999]) for any z,
+    instead of grey noise, and the first steps are not spent learning that the border is black.
+    The course trains every model from this start (vae_lesson.cache, the command line); for the
+    784-400-20 VAE it lowers the test loss after 10 epochs by about 0.5 nats (benchmarks/).
+    Returns the model.
+    """
+    pixels = flatten_images(images)
+    if pixels.shape[0] == 0:
+        raise ValueError("need at least one image to compute the mean image.")
+    low, high = pixels.min().item(), pixels.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"pixel values must lie in [0, 1] (they are probabilities of a pixel being on), "
+                         f"got values from {low:g} to {high:g}; divide raw 0-255 images by 255.")
+    mean = pixels.mean(dim=0).clamp(MEAN_IMAGE_CLAMP, 1 - MEAN_IMAGE_CLAMP)
+    bias = model.decoder.out.bias
+    bias.copy_(torch.logit(mean).to(dtype=bias.dtype, device=bias.device))
+    return model
+
 
 def build_model(config):
     """Rebuild a model from its `config` dict ({"kind", "latent_dim", "hidden_dim"})."""
