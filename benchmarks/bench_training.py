@@ -12,6 +12,8 @@ in-memory tensors, from the course's start: the decoder's output bias set to the
     .venv/bin/python benchmarks/bench_training.py                     # 784-400-20, 10 epochs each
     .venv/bin/python benchmarks/bench_training.py --seeds 0 1 2 3 4 5 6 7  # the same, over 8 seeds, with means
     .venv/bin/python benchmarks/bench_training.py --skip-baseline --lr-schedule cosine  # the trainer's cosine option
+    .venv/bin/python benchmarks/bench_training.py --skip-baseline --no-subnormal-sweep  # what the sweep saves
+    .venv/bin/python benchmarks/bench_training.py --skip-baseline --no-mean-bias  # the default initialization
     .venv/bin/python benchmarks/bench_training.py --lecture-epochs 30  # the lecture's 784-500-20 model, course recipe
 
 Targets (issue 3, 2-core CPU, full MNIST): an epoch at least 3x faster than the baseline; test loss
@@ -166,6 +168,8 @@ def run_trainer(hidden_dim, epochs, seed, report, options):
     model = VAE(latent_dim=LATENT_DIM, hidden_dim=hidden_dim)
     if options.pop("mean_bias", True):  # the course's start (vae_lesson.cache): decoder at the mean image
         set_output_bias_to_mean_image(model, train_data[0])
+    if not options.pop("subnormal_sweep", True):  # for comparison: never clear subnormals out of Adam's state
+        training.SUBNORMAL_SWEEP_INTERVAL = 10**12
     # The first optimizer a process creates imports torch._dynamo (~0.9 s here). The baseline creates
     # its optimizer before its clock starts; train() creates one inside, so pay the import here first.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -257,10 +261,13 @@ def compare_one(args, hidden_dim, seed):
     """Train both variants with one seed, print the per-epoch table and verdicts; return both results."""
     schedule = "" if args.lr_schedule == "constant" else f" ({args.lr_schedule} learning rate for vae_lesson.train)"
     start = "PyTorch's default initialization" if args.no_mean_bias else "the decoder at the mean image"
+    if args.no_subnormal_sweep:
+        start += ", subnormals left in Adam's state"
     print(f"\n== 784-{hidden_dim}-{LATENT_DIM} VAE, batch {BATCH_SIZE}, Adam {LR:g}{schedule}, seed {seed}; "
           f"vae_lesson.train from {start} ==")
     trainer = run_in_subprocess("trainer", hidden_dim, args.epochs, seed, args.threads,
-                                {"lr_schedule": args.lr_schedule, "mean_bias": not args.no_mean_bias})
+                                {"lr_schedule": args.lr_schedule, "mean_bias": not args.no_mean_bias,
+                                 "subnormal_sweep": not args.no_subnormal_sweep})
     baseline = None
     if not args.skip_baseline:
         baseline = run_in_subprocess("baseline", hidden_dim, args.baseline_epochs, seed, args.threads)
@@ -385,6 +392,9 @@ def main(argv=None):
     parser.add_argument("--no-mean-bias", action="store_true",
                         help="vae_lesson.train from PyTorch's default initialization, without "
                              "set_output_bias_to_mean_image (the course's start)")
+    parser.add_argument("--no-subnormal-sweep", action="store_true",
+                        help="vae_lesson.train without clearing subnormal numbers out of Adam's state (what it "
+                             "saves: compare the seconds per epoch with a run without this flag)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--hidden-dim", type=int, help=argparse.SUPPRESS)

@@ -48,9 +48,10 @@ def zero_subnormal_moments(optimizer):
     Why: a ReLU unit that never fires gets gradients of exactly 0, so Adam multiplies its running
     mean by 0.9 at every step. That sinks into the subnormal floats and stays there, because 0.9 times
     the smallest of them rounds back to itself. x86 CPUs compute on subnormals many times slower: with
-    the 784-400-20 VAE about a third of the encoder's units die early, and Adam's step took twice as
-    long from the third epoch on. Zeroing them moves no weight (the update they make is ~1e-37), and it
-    is what the CPU's flush-to-zero mode would do, which torch.set_flush_denormal sets for one thread only.
+    the 784-400-20 VAE about a third of the encoder's units die early, and without this sweep an epoch
+    took 2.07-2.21 s instead of 1.94-2.03 s (benchmarks/bench_training.py --no-subnormal-sweep).
+    Zeroing them moves no weight (the update they make is ~1e-37), and it is what the CPU's
+    flush-to-zero mode would do, which torch.set_flush_denormal sets for the calling thread only.
     """
     changed = 0
     for state in optimizer.state.values():
