@@ -5,8 +5,9 @@ torchvision.datasets.MNIST with ToTensor(), a model that outputs sigmoid probabi
 loss = F.binary_cross_entropy(recon, x, reduction="sum") + KLD; after every epoch the test loss
 per image. vae_lesson.train trains the same 784-H-20 architecture (batch 128, Adam 1e-3) on
 in-memory tensors, from the course's start: the decoder's output bias set to the mean training image
-(set_output_bias_to_mean_image; --no-mean-bias leaves PyTorch's default initialization, like the baseline). Each variant runs in its own subprocess, so each peak resident memory
-(ru_maxrss) is its own. Seconds per epoch include the test pass, for both variants.
+(set_output_bias_to_mean_image; --no-mean-bias leaves PyTorch's default initialization, like the
+baseline). Each variant runs in its own subprocess, so each peak resident memory (ru_maxrss) is its
+own. Seconds per epoch include the test pass, for both variants.
 
     export VAE_LESSON_DATA=/path/holding/MNIST/raw
     .venv/bin/python benchmarks/bench_training.py                     # 784-400-20, 10 epochs each

@@ -168,7 +168,8 @@ def test_output_bias_is_the_logit_of_the_clamped_mean_image(cls):
     model = set_output_bias_to_mean_image(cls(latent_dim=2, hidden_dim=16), images)
     # The mean image computed separately, in float64 with numpy, clamped as documented.
     mean = np.clip(images.double().numpy().reshape(len(images), 784).mean(axis=0), 1e-3, 1 - 1e-3)
-    np.testing.assert_allclose(torch.sigmoid(model.decoder.out.bias.detach().double()).numpy(), mean, rtol=1e-5, atol=1e-7)
+    started = torch.sigmoid(model.decoder.out.bias.detach().double()).numpy()
+    np.testing.assert_allclose(started, mean, rtol=1e-5, atol=1e-7)
     assert (mean == 1e-3).any()  # MNIST's border is black in all 500: the clamp is exercised
 
 

@@ -46,7 +46,8 @@ def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1
         train_data = load_mnist("train")
     if test_data is None:
         test_data = load_mnist("test")
-    n_train = (train_data[0] if isinstance(train_data, (tuple, list)) else train_data).shape[0]
+    train_images = train_data[0] if isinstance(train_data, (tuple, list)) else train_data
+    n_train = train_images.shape[0]
     key = cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule)
     path = cache_dir() / f"{key}.pt"
     config = {"kind": kind, "latent_dim": latent_dim, "hidden_dim": hidden_dim}
@@ -58,7 +59,7 @@ def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(config)
-    set_output_bias_to_mean_image(model, train_data[0] if isinstance(train_data, (tuple, list)) else train_data)
+    set_output_bias_to_mean_image(model, train_images)
     history = train(model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr,
                     lr_schedule=lr_schedule, beta=beta, seed=seed, progress=progress)
     save_checkpoint(path, model, history)
