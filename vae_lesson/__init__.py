@@ -10,6 +10,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
 from .training import evaluate, train
 from .likelihood import log_likelihood
+from .collapse import active_units, encode_with_logvar, free_bits_kl, kl_per_dimension, latent_activity, warmup_beta
+from .surgery import SurgeryTerms, aggregate_log_density, elbo_surgery
 from . import checks
 from .checks import (
     CheckResult,
