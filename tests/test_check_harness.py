@@ -1,0 +1,157 @@
+"""What every check shares: not done yet, errors, determinism, display, use_if_passed, and the
+harness's safety net for outputs too odd to analyse."""
+
+import pytest
+import torch
+
+import vae_lesson
+from vae_lesson.checks import (
+    CheckResult,
+    check_kl_divergence,
+    check_reparameterize,
+    check_sample_prior,
+    check_vae_loss,
+    use_if_passed,
+)
+
+from check_helpers import assert_fails, stub
+from test_check_kl_divergence import MISTAKES as KL_MISTAKES
+from test_check_reparameterize import CORRECT as REPARAM_CORRECT, MISTAKES as REPARAM_MISTAKES
+from test_check_sample_prior import CORRECT as SAMPLE_CORRECT, MISTAKES as SAMPLE_MISTAKES
+from test_check_vae_loss import MISTAKES as LOSS_MISTAKES
+
+
+def mistake(catalogue, diagnosis):
+    """The first wrong function in `catalogue` that makes the mistake `diagnosis`."""
+    return next(row[1] for row in catalogue if row[2] == diagnosis)
+
+
+ALL_CHECKS = [check_reparameterize, check_kl_divergence, check_vae_loss, check_sample_prior]
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def teststub_is_not_done_yet(check):
+    result = check(stub)
+    assert result.status == "not done" and not result.passed
+    assert result.message.startswith("Not done yet: `stub` still raises NotImplementedError")
+    assert "the lesson continues with vae_lesson's reference implementation" in result.message
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+@pytest.mark.parametrize("value, phrase", [(None, "got None"), (torch.zeros(2, 3), "a tensor of shape (2, 3)"), ("f", "type str")])
+def test_not_callable_is_explained(check, value, phrase):
+    result = check(value)
+    assert result.status == "error" and result.diagnosis == "not_callable" and not result.passed
+    assert phrase in result.message and f"{check.__name__}(my_function)" in result.hint
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS)
+def test_raising_function_is_reported_with_its_exception(check):
+    def broken(*args):
+        raise ValueError("mu looks odd")
+
+    result = check(broken)
+    assert result.status == "error" and result.diagnosis == "raised"
+    assert "`broken` raised ValueError: mu looks odd" in result.message
+
+
+def test_wrong_number_of_arguments_points_at_the_signature():
+    result = check_kl_divergence(lambda mu: mu.sum(-1))
+    assert result.status == "error" and "fn(mu, logvar)" in result.hint
+
+
+@pytest.mark.parametrize(
+    "check, fn",
+    [
+        (check_reparameterize, mistake(REPARAM_MISTAKES, "std_exp_logvar_plus_half")),
+        (check_reparameterize, mistake(REPARAM_MISTAKES, "noise_not_normal")),
+        (check_kl_divergence, KL_MISTAKES[0][1]),
+        (check_vae_loss, LOSS_MISTAKES[0][1]),
+        (check_sample_prior, SAMPLE_MISTAKES[7][1]),
+    ],
+)
+def test_checks_are_deterministic(check, fn):
+    assert str(check(fn)) == str(check(fn))
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_reparameterize(mistake(REPARAM_MISTAKES, "seeded_inside"))
+    check_sample_prior(SAMPLE_CORRECT["lesson"])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_checks_work_inside_no_grad():
+    # A notebook may have gradients switched off; the gradient tests must still run.
+    with torch.no_grad():
+        assert check_reparameterize(REPARAM_CORRECT["lesson"]).passed
+        assert_fails(check_reparameterize(lambda mu, lv: torch.normal(mu, torch.exp(0.5 * lv))), "no_gradient", "No gradient")
+    assert torch.is_grad_enabled()
+
+
+def test_result_displays_in_terminal_and_notebook():
+    failed = check_reparameterize(mistake(REPARAM_MISTAKES, "std_exp_logvar_plus_half"))
+    text = str(failed)
+    assert text.splitlines()[0] == "✗ reparameterize(mu, logvar): not right yet"
+    assert "Hint:" in text and "Compare with:  z = mu + torch.exp(0.5 * logvar) * eps" in text
+    assert repr(failed) == text
+    assert max(len(line) for line in text.splitlines() if "Compare with" not in line) <= 88
+    page = failed._repr_html_()
+    assert page.startswith("<div") and page.endswith("</div>") and "<script" not in page
+    assert "#b71c1c" in page and "exp(logvar + 0.5)" in page and "<code" in page
+    passed = check_reparameterize(REPARAM_CORRECT["lesson"])
+    assert str(passed).startswith("✓ reparameterize(mu, logvar): passed")
+    assert "#1b5e20" in passed._repr_html_()
+    assert "#8a4b00" in check_reparameterize(stub)._repr_html_()
+
+
+def test_html_escapes_the_students_exception_text():
+    def shouting(mu, logvar):
+        raise RuntimeError("<b>bad</b> & worse")
+
+    page = check_reparameterize(shouting)._repr_html_()
+    assert "&lt;b&gt;bad&lt;/b&gt; &amp; worse" in page and "<b>bad</b>" not in page
+
+
+def test_use_if_passed_picks_the_students_function_only_when_it_passed():
+    student, reference = REPARAM_CORRECT["lesson"], vae_lesson.reparameterize
+    assert use_if_passed(check_reparameterize(student), student, reference) is student
+    assert use_if_passed(check_reparameterize(stub), stub, reference) is reference
+    assert use_if_passed(check_reparameterize(mistake(REPARAM_MISTAKES, "std_exp_logvar_plus_half")), stub, reference) is reference
+    with pytest.raises(TypeError, match="CheckResult"):
+        use_if_passed(True, student, reference)
+
+
+def test_result_is_a_plain_value():
+    result = CheckResult("x(y)", "failed", "message", "some_code", "hint", "formula")
+    assert not result and not result.passed
+    with pytest.raises(AttributeError):
+        result.status = "passed"
+
+
+def meta_kl(mu, logvar):
+    # A tensor with no data: every reading of its values raises inside the check.
+    return torch.empty(mu.shape[0], device="meta")
+
+
+def broken(mu, logvar):
+    raise ValueError("mu looks odd")
+
+
+# The endings that are not a named wrong answer, one row each: (diagnosis, status, check, what
+# is passed to it, phrase). unreadable_output is the harness's safety net, not a student's mistake:
+# an output the check cannot read is reported as such, never raised into the notebook.
+HARNESS_CASES = [
+    ("not_done", "not done", check_kl_divergence, stub, "still raises NotImplementedError"),
+    ("not_callable", "error", check_kl_divergence, None, "needs your function itself"),
+    ("raised", "error", check_kl_divergence, broken, "raised ValueError: mu looks odd"),
+    ("unreadable_output", "error", check_kl_divergence, meta_kl, "could not make sense"),
+]
+
+
+@pytest.mark.parametrize("diagnosis, status, check, fn, phrase", HARNESS_CASES, ids=[c[0] for c in HARNESS_CASES])
+def test_harness_ending_is_explained(diagnosis, status, check, fn, phrase):
+    result = check(fn)
+    assert result.status == status and result.diagnosis == diagnosis and phrase in result.message, result
