@@ -33,80 +33,72 @@ def _sum(terms):
     return 0.5 * terms.sum(dim=-1)
 
 
-# What each mistake computes from float64 (mu, logvar); the table below recognises it by value.
-VALUE_OF = {
-    "kl_sign_flipped": lambda mu, lv: -kl_divergence(mu, lv),
-    "kl_half_missing": lambda mu, lv: 2 * kl_divergence(mu, lv),
-    "kl_sign_and_half": lambda mu, lv: -2 * kl_divergence(mu, lv),
-    "kl_mean_over_latent": lambda mu, lv: kl_divergence(mu, lv) / mu.shape[-1],
-    "kl_mu_not_squared": lambda mu, lv: _sum(mu + lv.exp() - 1 - lv),
-    "kl_exp_logvar_swapped": lambda mu, lv: _sum(mu**2 + lv - 1 - lv.exp()),
-    "kl_variance_for_log_variance": lambda mu, lv: _sum(mu**2 + lv.exp() - 1 - lv.exp()),
-    "kl_log_std_for_log_variance": lambda mu, lv: _sum(mu**2 + lv.exp() - 1 - 0.5 * lv),
-    "kl_std_for_variance": lambda mu, lv: _sum(mu**2 + (0.5 * lv).exp() - 1 - lv),
-    "kl_minus_one_missing": lambda mu, lv: _sum(mu**2 + lv.exp() - lv),
-    "kl_one_sign": lambda mu, lv: _sum(mu**2 + lv.exp() + 1 - lv),
-    "kl_logvar_sign": lambda mu, lv: _sum(mu**2 + lv.exp() - 1 + lv),
-    "kl_mu_sign": lambda mu, lv: _sum(-(mu**2) + lv.exp() - 1 - lv),
-    "kl_exp_sign": lambda mu, lv: _sum(mu**2 - lv.exp() - 1 - lv),
-}
+_BOTH_FORMS = "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar), or -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."
+
+# Mistakes recognised by value, one row each: (code, what it computes from float64 (mu, logvar), message, hint).
+_BY_VALUE = (
+    ("kl_sign_flipped", lambda mu, lv: -kl_divergence(mu, lv),
+     "Your KL is the expected value with the sign flipped: it comes out negative, and a KL divergence is "
+     "never negative. In the form -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the minus in front matters.",
+     "Either keep the leading minus of -0.5 * sum(1 + logvar - mu^2 - exp(logvar)), or write "
+     "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
+    ("kl_half_missing", lambda mu, lv: 2 * kl_divergence(mu, lv),
+     "Your KL is twice the expected value: the factor 1/2 in front of the sum is missing.",
+     "KL = 0.5 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)."),
+    ("kl_sign_and_half", lambda mu, lv: -2 * kl_divergence(mu, lv),
+     "Your KL is -2 times the expected value: both the sign is flipped and the factor 1/2 is missing.",
+     "Write 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar), or -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."),
+    ("kl_mean_over_latent", lambda mu, lv: kl_divergence(mu, lv) / mu.shape[-1],
+     "Your KL is averaged over the latent dimensions instead of summed (it is 1/5 of the expected value "
+     "with the check's 5 latent dimensions). The KL of independent dimensions adds up; averaging makes "
+     "the term shrink as the latent space grows.",
+     "Use .sum(dim=-1) (or torch.sum(..., dim=1)), not .mean(dim=-1)."),
+    ("kl_mu_not_squared", lambda mu, lv: _sum(mu + lv.exp() - 1 - lv),
+     "Your KL uses mu where mu^2 belongs: mu is not squared, so negative means lower the KL.",
+     "The mean term is mu.pow(2) (or mu ** 2, mu * mu)."),
+    ("kl_exp_logvar_swapped", lambda mu, lv: _sum(mu**2 + lv - 1 - lv.exp()),
+     "Your KL has logvar.exp() and logvar swapped: the variance sigma^2 = exp(logvar) goes where "
+     "log sigma^2 = logvar belongs, and the other way round.",
+     "The terms are + sigma^2 = + logvar.exp() and - log sigma^2 = - logvar."),
+    ("kl_variance_for_log_variance", lambda mu, lv: _sum(mu**2 + lv.exp() - 1 - lv.exp()),
+     "Your KL uses the variance exp(logvar) where its log is needed: the - log sigma^2 term is written as "
+     "- exp(logvar), so the two variance terms cancel and only 0.5 * sum(mu^2 - 1) is left.",
+     "log sigma^2 is logvar itself: - log sigma^2 = - logvar."),
+    ("kl_log_std_for_log_variance", lambda mu, lv: _sum(mu**2 + lv.exp() - 1 - 0.5 * lv),
+     "Your KL uses log sigma = 0.5 * logvar where log sigma^2 = logvar belongs.",
+     "The last term is - log sigma^2 = - logvar (no 0.5)."),
+    ("kl_std_for_variance", lambda mu, lv: _sum(mu**2 + (0.5 * lv).exp() - 1 - lv),
+     "Your KL uses the standard deviation sigma = exp(0.5 * logvar) where the variance sigma^2 = exp(logvar) belongs.",
+     "The variance term is sigma^2 = logvar.exp()."),
+    ("kl_minus_one_missing", lambda mu, lv: _sum(mu**2 + lv.exp() - lv),
+     "Your KL is too large by 0.5 per latent dimension, for every example: the - 1 inside the sum is missing. "
+     "Without it the KL of the prior with itself (mu = 0, logvar = 0) would be 0.5 per dimension instead of 0.",
+     "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar): the - 1 is summed over the latent dimensions too."),
+    ("kl_one_sign", lambda mu, lv: _sum(mu**2 + lv.exp() + 1 - lv),
+     "Your KL is too large by 1 per latent dimension: the constant has the wrong sign (+ 1 where - 1 belongs).",
+     _BOTH_FORMS),
+    ("kl_logvar_sign", lambda mu, lv: _sum(mu**2 + lv.exp() - 1 + lv),
+     "Your KL has the logvar term with the wrong sign: + log sigma^2 where - log sigma^2 belongs.",
+     _BOTH_FORMS),
+    ("kl_mu_sign", lambda mu, lv: _sum(-(mu**2) + lv.exp() - 1 - lv),
+     "Your KL has the mu^2 term with the wrong sign: moving the mean away from 0 should raise the KL, yours lowers it.",
+     "In -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the mu^2 is subtracted inside the brackets."),
+    ("kl_exp_sign", lambda mu, lv: _sum(mu**2 - lv.exp() - 1 - lv),
+     "Your KL has the exp(logvar) term with the wrong sign: + sigma^2 belongs in "
+     "0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2).",
+     "In -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the exp(logvar) is subtracted inside the brackets."),
+)
+
+# What each mistake computes, by code (the test checks that no two are alike on the probe).
+VALUE_OF = {code: value for code, value, _, _ in _BY_VALUE}
 
 
 def _value_is(code):
     return lambda f: close(f.kl, VALUE_OF[code](f.mu, f.logvar))
 
 
-_BOTH_FORMS = "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar), or -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."
-
 # Facts: kl (the student's values, float64), mu, logvar (float64), ratio (kl / closed form).
-VALUE_MISTAKES = tuple(Mistake(code, _value_is(code), message, hint) for code, message, hint in (
-    ("kl_sign_flipped",
-     "Your KL is the expected value with the sign flipped: it comes out negative, and a KL divergence is "
-     "never negative. In the form -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the minus in front matters.",
-     "Either keep the leading minus of -0.5 * sum(1 + logvar - mu^2 - exp(logvar)), or write "
-     "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
-    ("kl_half_missing", "Your KL is twice the expected value: the factor 1/2 in front of the sum is missing.",
-     "KL = 0.5 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)."),
-    ("kl_sign_and_half",
-     "Your KL is -2 times the expected value: both the sign is flipped and the factor 1/2 is missing.",
-     "Write 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar), or -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."),
-    ("kl_mean_over_latent",
-     "Your KL is averaged over the latent dimensions instead of summed (it is 1/5 of the expected value "
-     "with the check's 5 latent dimensions). The KL of independent dimensions adds up; averaging makes "
-     "the term shrink as the latent space grows.",
-     "Use .sum(dim=-1) (or torch.sum(..., dim=1)), not .mean(dim=-1)."),
-    ("kl_mu_not_squared", "Your KL uses mu where mu^2 belongs: mu is not squared, so negative means lower the KL.",
-     "The mean term is mu.pow(2) (or mu ** 2, mu * mu)."),
-    ("kl_exp_logvar_swapped",
-     "Your KL has logvar.exp() and logvar swapped: the variance sigma^2 = exp(logvar) goes where "
-     "log sigma^2 = logvar belongs, and the other way round.",
-     "The terms are + sigma^2 = + logvar.exp() and - log sigma^2 = - logvar."),
-    ("kl_variance_for_log_variance",
-     "Your KL uses the variance exp(logvar) where its log is needed: the - log sigma^2 term is written as "
-     "- exp(logvar), so the two variance terms cancel and only 0.5 * sum(mu^2 - 1) is left.",
-     "log sigma^2 is logvar itself: - log sigma^2 = - logvar."),
-    ("kl_log_std_for_log_variance", "Your KL uses log sigma = 0.5 * logvar where log sigma^2 = logvar belongs.",
-     "The last term is - log sigma^2 = - logvar (no 0.5)."),
-    ("kl_std_for_variance",
-     "Your KL uses the standard deviation sigma = exp(0.5 * logvar) where the variance sigma^2 = exp(logvar) belongs.",
-     "The variance term is sigma^2 = logvar.exp()."),
-    ("kl_minus_one_missing",
-     "Your KL is too large by 0.5 per latent dimension, for every example: the - 1 inside the sum is missing. "
-     "Without it the KL of the prior with itself (mu = 0, logvar = 0) would be 0.5 per dimension instead of 0.",
-     "0.5 * sum(mu^2 + exp(logvar) - 1 - logvar): the - 1 is summed over the latent dimensions too."),
-    ("kl_one_sign",
-     "Your KL is too large by 1 per latent dimension: the constant has the wrong sign (+ 1 where - 1 belongs).",
-     _BOTH_FORMS),
-    ("kl_logvar_sign", "Your KL has the logvar term with the wrong sign: + log sigma^2 where - log sigma^2 belongs.",
-     _BOTH_FORMS),
-    ("kl_mu_sign",
-     "Your KL has the mu^2 term with the wrong sign: moving the mean away from 0 should raise the KL, yours lowers it.",
-     "In -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the mu^2 is subtracted inside the brackets."),
-    ("kl_exp_sign",
-     "Your KL has the exp(logvar) term with the wrong sign: + sigma^2 belongs in "
-     "0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2).",
-     "In -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) the exp(logvar) is subtracted inside the brackets."),
-)) + (
+VALUE_MISTAKES = tuple(Mistake(code, _value_is(code), message, hint) for code, _, message, hint in _BY_VALUE) + (
     Mistake("kl_scaled", lambda f: bool((f.ratio - f.ratio[0]).abs().max() < 1e-3 * f.ratio[0].abs()),
             "Your KL is {factor:.4g} times the expected value for every example: a constant factor is off.",
             "Check the 0.5 in front, and sum (not average) over the latent dimensions."),

@@ -139,52 +139,50 @@ MEAN_MISTAKES = (
             "With eps ~ N(0, I) the mean of z = mu + sigma * eps is mu: add mu unchanged, and don't shift the noise."),
 )
 
-# The std each wrong formula gives, as a function of logvar; the table below recognises it.
-SPREAD_OF = {
-    "std_exp_logvar_plus_half": lambda logvar: torch.exp(logvar + 0.5),
-    "std_is_variance": torch.exp,
-    "std_is_logvar": torch.abs,
-    "std_is_half_logvar": lambda logvar: (0.5 * logvar).abs(),
-    "std_missing": torch.ones_like,
-    "std_inverted": lambda logvar: torch.exp(-0.5 * logvar),
-    "std_sqrt_twice": lambda logvar: torch.exp(0.25 * logvar),
-}
+# Mistakes recognised by the spread of z, one row each: (code, the std it gives as a function of
+# logvar, message, hint).
+_BY_SPREAD = (
+    ("std_exp_logvar_plus_half", lambda logvar: torch.exp(logvar + 0.5),
+     "The spread of your z matches std = exp(logvar + 0.5): the 0.5 is added to logvar instead of "
+     "multiplying it (the source lecture has this very bug).",
+     "The 0.5 belongs inside as a factor: exp(0.5 * logvar) = sqrt(sigma^2) = sigma, while "
+     "exp(logvar + 0.5) = 1.65 * sigma^2."),
+    ("std_is_variance", torch.exp,
+     "The spread of your z matches std = exp(logvar). That is the variance sigma^2, not the standard "
+     "deviation sigma: logvar is the log of the variance, log(sigma^2).",
+     "Halve logvar before exponentiating: sigma = exp(0.5 * logvar) (the same as sqrt(exp(logvar)))."),
+    ("std_is_logvar", torch.abs,
+     "The spread of your z matches std = logvar: logvar is used directly as the standard deviation. "
+     "But logvar is log(sigma^2), the log of the variance: it is negative whenever sigma < 1, and it "
+     "has to be turned into sigma first.",
+     "Convert it: sigma = exp(0.5 * logvar)."),
+    ("std_is_half_logvar", lambda logvar: (0.5 * logvar).abs(),
+     "The spread of your z matches std = 0.5 * logvar: that is log(sigma), the log of the standard "
+     "deviation; the exp is missing.",
+     "Exponentiate it: sigma = exp(0.5 * logvar)."),
+    ("std_missing", torch.ones_like,
+     "Your z has standard deviation 1 in every latent dimension, whatever logvar is: the noise is "
+     "added unscaled, z = mu + eps, so the encoder's logvar has no effect.",
+     "Multiply the noise by sigma = exp(0.5 * logvar) before adding it to mu."),
+    ("std_inverted", lambda logvar: torch.exp(-0.5 * logvar),
+     "The spread of your z matches std = exp(-0.5 * logvar) = 1 / sigma: the sign in the exponent is flipped.",
+     "sigma = exp(+0.5 * logvar): a larger logvar means a wider distribution."),
+    ("std_sqrt_twice", lambda logvar: torch.exp(0.25 * logvar),
+     "The spread of your z matches std = exp(0.25 * logvar) = sqrt(sigma): the square root is taken "
+     "twice. exp(0.5 * logvar) is already sigma, not the variance.",
+     "Use sigma = exp(0.5 * logvar) as it is, without another sqrt."),
+)
+
+
+# The std each wrong formula gives, by code (the test checks that no two are alike on the probe).
+SPREAD_OF = {code: spread for code, spread, _, _ in _BY_SPREAD}
 
 
 def _spread_is(code):
     return lambda f: bool(((f.spreads / SPREAD_OF[code](f.logvar) - 1).abs() <= STD_TOLERANCE).all())
 
 
-STD_MISTAKES = (
-    Mistake("std_exp_logvar_plus_half", _spread_is("std_exp_logvar_plus_half"),
-            "The spread of your z matches std = exp(logvar + 0.5): the 0.5 is added to logvar instead of "
-            "multiplying it (the source lecture has this very bug).",
-            "The 0.5 belongs inside as a factor: exp(0.5 * logvar) = sqrt(sigma^2) = sigma, while "
-            "exp(logvar + 0.5) = 1.65 * sigma^2."),
-    Mistake("std_is_variance", _spread_is("std_is_variance"),
-            "The spread of your z matches std = exp(logvar). That is the variance sigma^2, not the standard "
-            "deviation sigma: logvar is the log of the variance, log(sigma^2).",
-            "Halve logvar before exponentiating: sigma = exp(0.5 * logvar) (the same as sqrt(exp(logvar)))."),
-    Mistake("std_is_logvar", _spread_is("std_is_logvar"),
-            "The spread of your z matches std = logvar: logvar is used directly as the standard deviation. "
-            "But logvar is log(sigma^2), the log of the variance: it is negative whenever sigma < 1, and it "
-            "has to be turned into sigma first.",
-            "Convert it: sigma = exp(0.5 * logvar)."),
-    Mistake("std_is_half_logvar", _spread_is("std_is_half_logvar"),
-            "The spread of your z matches std = 0.5 * logvar: that is log(sigma), the log of the standard "
-            "deviation; the exp is missing.",
-            "Exponentiate it: sigma = exp(0.5 * logvar)."),
-    Mistake("std_missing", _spread_is("std_missing"),
-            "Your z has standard deviation 1 in every latent dimension, whatever logvar is: the noise is "
-            "added unscaled, z = mu + eps, so the encoder's logvar has no effect.",
-            "Multiply the noise by sigma = exp(0.5 * logvar) before adding it to mu."),
-    Mistake("std_inverted", _spread_is("std_inverted"),
-            "The spread of your z matches std = exp(-0.5 * logvar) = 1 / sigma: the sign in the exponent is flipped.",
-            "sigma = exp(+0.5 * logvar): a larger logvar means a wider distribution."),
-    Mistake("std_sqrt_twice", _spread_is("std_sqrt_twice"),
-            "The spread of your z matches std = exp(0.25 * logvar) = sqrt(sigma): the square root is taken "
-            "twice. exp(0.5 * logvar) is already sigma, not the variance.",
-            "Use sigma = exp(0.5 * logvar) as it is, without another sqrt."),
+STD_MISTAKES = tuple(Mistake(code, _spread_is(code), message, hint) for code, _, message, hint in _BY_SPREAD) + (
     Mistake("std_wrong", lambda f: True, "The spread of your z does not match sigma = exp(0.5 * logvar).",
             "logvar = log(sigma^2), so sigma = exp(0.5 * logvar); multiply eps by sigma."),
 )
