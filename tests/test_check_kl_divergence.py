@@ -75,6 +75,11 @@ def _kl(mu, logvar):
     return 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
 
 
+def _kl_logvar_as_log_std(mu, logvar):
+    std = logvar.exp()  # logvar read as log sigma
+    return 0.5 * (mu**2 + std**2 - 1 - 2 * torch.log(std)).sum(-1)
+
+
 def _kl_log_with_epsilon(mu, logvar):
     # "+ 1e-8 for stability": right for ordinary values, but log(1e-8) = -18.4 where log sigma^2 is -120
     return 0.5 * (mu**2 + logvar.exp() - 1 - torch.log(logvar.exp() + 1e-8)).sum(-1)
@@ -111,6 +116,7 @@ MISTAKES = [
     ("extra", _kl_in_place, "modifies_input", "changed its input `logvar` in place"),
     ("extra", lambda mu, lv: float(_kl(mu, lv).sum()), "returns_number", "Python float"),
     ("extra", lambda mu, lv: _kl(mu, lv).sum(-1)[:3] if mu.shape[0] == 3 else _kl(mu, lv).sum(), "kl_wrong_shape", "depend on the batch or latent size"),
+    ("extra", _kl_logvar_as_log_std, "kl_logvar_as_log_std", "logvar = log sigma, the log standard deviation"),
     ("extra", _kl_log_with_epsilon, "kl_inaccurate_large_logvar", "inaccurate for large |logvar|"),
     ("extra", lambda mu, lv: -torch.sum(1 + lv - mu.pow(2) - lv.exp()), "kl_scalar", "one number for the whole batch"),
     ("extra", lambda mu, lv: 0.5 * (mu + lv.exp() - lv).sum(-1), "kl_wrong", "does not match the closed form"),

@@ -70,6 +70,11 @@ _BY_VALUE = (
     ("kl_std_for_variance", lambda mu, lv: _sum(mu**2 + (0.5 * lv).exp() - 1 - lv),
      "Your KL uses the standard deviation sigma = exp(0.5 * logvar) where the variance sigma^2 = exp(logvar) belongs.",
      "The variance term is sigma^2 = logvar.exp()."),
+    ("kl_logvar_as_log_std", lambda mu, lv: _sum(mu**2 + (2 * lv).exp() - 1 - 2 * lv),
+     "Your KL is the closed form for logvar = log sigma, the log standard deviation (the convention of some "
+     "other courses and papers): 0.5 * sum(mu^2 + exp(2 * logvar) - 1 - 2 * logvar). Here the encoder's "
+     "logvar is log sigma^2, the log of the variance.",
+     "With logvar = log sigma^2 there is no factor 2: sigma^2 = exp(logvar) and log sigma^2 = logvar."),
     ("kl_minus_one_missing", lambda mu, lv: _sum(mu**2 + lv.exp() - lv),
      "Your KL is too large by 0.5 per latent dimension, for every example: the - 1 inside the sum is missing. "
      "Without it the KL of the prior with itself (mu = 0, logvar = 0) would be 0.5 per dimension instead of 0.",
