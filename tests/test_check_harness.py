@@ -136,6 +136,11 @@ def meta_kl(mu, logvar):
     return torch.empty(mu.shape[0], device="meta")
 
 
+def one_thread(value):
+    torch.set_num_threads(1)
+    return value
+
+
 def broken(mu, logvar):
     raise ValueError("mu looks odd")
 
@@ -148,6 +153,8 @@ HARNESS_CASES = [
     ("not_callable", "error", check_kl_divergence, None, "needs your function itself"),
     ("raised", "error", check_kl_divergence, broken, "raised ValueError: mu looks odd"),
     ("unreadable_output", "error", check_kl_divergence, meta_kl, "could not make sense"),
+    ("changes_global_state", "failed", check_kl_divergence, lambda mu, lv: one_thread(vae_lesson.kl_divergence(mu, lv)),
+     "the number of CPU threads"),
 ]
 
 
@@ -155,3 +162,66 @@ HARNESS_CASES = [
 def test_harness_ending_is_explained(diagnosis, status, check, fn, phrase):
     result = check(fn)
     assert result.status == status and result.diagnosis == diagnosis and phrase in result.message, result
+
+
+# ----------------------------------------------------------------------------------------------
+# Global state: a student's function that changes torch's settings does not break later cells.
+
+
+def _reparameterize(mu, logvar):
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def _float64_default(mu, logvar):
+    torch.set_default_dtype(torch.float64)
+    return _reparameterize(mu, logvar)
+
+
+def _gradients_off(mu, logvar):
+    z = _reparameterize(mu, logvar)
+    torch.set_grad_enabled(False)  # after z: the values and gradients are right, the kernel is not
+    return z
+
+
+def _one_thread(mu, logvar):
+    torch.set_num_threads(1)
+    return _reparameterize(mu, logvar)
+
+
+def _reseeds_after(mu, logvar):
+    z = _reparameterize(mu, logvar)
+    torch.manual_seed(0)
+    return z
+
+
+@pytest.mark.parametrize(
+    "fn, phrase",
+    [
+        (_float64_default, "the default dtype (torch.float32 -> torch.float64"),
+        (_gradients_off, "gradient mode (True -> False, usually torch.set_grad_enabled(False))"),
+        (_one_thread, "the number of CPU threads"),
+        (_reseeds_after, "the random seed (reseeded, usually torch.manual_seed)"),
+    ],
+)
+def test_global_settings_are_put_back_and_named(fn, phrase):
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    result = check_reparameterize(fn)
+    assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+    assert torch.get_num_threads() == threads and torch.equal(torch.rand(3), expected)
+    assert_fails(result, "changes_global_state", phrase)
+    assert "The check put them back" in result.message and "Leave global settings alone" in result.hint
+
+
+def test_a_failure_also_says_what_was_put_back():
+    def seeded_and_float64(mu, logvar):
+        torch.manual_seed(0)
+        torch.set_default_dtype(torch.float64)
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    result = check_reparameterize(seeded_and_float64)
+    assert_fails(result, "seeded_inside", "set its own seed")
+    assert "the default dtype (torch.float32 -> torch.float64" in result.message
+    assert torch.get_default_dtype() == torch.float32

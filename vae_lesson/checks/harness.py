@@ -6,12 +6,13 @@ at what came back, and either returns the success message or stops with `check.f
 recognises the facts). `run_check` turns any of these endings into a `CheckResult`; it never raises.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Callable
 
 import torch
 
+from .guard import CHANGES_HINT, changes_message, guarded_call
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult
 
 
@@ -131,7 +132,7 @@ INPUT_MISTAKES = (
 )
 
 # Endings that are not a wrong answer: the stub, a failed call, an output too odd to analyse.
-HARNESS_CODES = ("not_callable", "not_done", "raised", "unreadable_output")
+HARNESS_CODES = ("not_callable", "not_done", "raised", "unreadable_output", "changes_global_state")
 
 
 class Check:
@@ -144,6 +145,7 @@ class Check:
         self.signature = signature
         self.error_hints = error_hints
         self.notes = []  # what the check assumed about the student's output, added to any failure
+        self.changes = []  # global settings the student's function changed (and the check put back)
 
     def result(self, status, message, diagnosis, hint=""):
         return CheckResult(self.exercise, status, message, diagnosis, hint, self.formula)
@@ -163,11 +165,16 @@ class Check:
             self.fail_with(mistake, facts, extra)
 
     def call(self, *args, described):
-        """fn(*args); a NotImplementedError means "not done yet", any other exception is reported."""
+        """fn(*args); a NotImplementedError means "not done yet", any other exception is reported.
+
+        Global torch settings the function changes are put back at once and noted (see guard.py).
+        """
         name = function_name(self.fn)
-        try:
-            return self.fn(*args)
-        except NotImplementedError as error:
+        value, error, changes = guarded_call(self.fn, args)
+        self.changes += [change for change in changes if change not in self.changes]
+        if error is None:
+            return value
+        if isinstance(error, NotImplementedError):
             text = str(error).strip()
             raised = f'NotImplementedError("{text}")' if text else "NotImplementedError"
             raise Verdict(
@@ -180,16 +187,18 @@ class Check:
                     "Replace the `raise NotImplementedError(...)` line with your code, run that cell, "
                     "then run this check again.",
                 )
-            ) from None
-        except Exception as error:  # the student's own exception: report it, never re-raise
-            raise Verdict(
-                self.result(
-                    ERROR,
-                    f"Your function {name} raised {describe_error(error)}\n(the check called it as {described}).",
-                    "raised",
-                    self._hint_for(error),
-                )
-            ) from None
+            )
+        if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: the user's, not a mistake
+            raise error
+        # The student's own exception: report it, never re-raise.
+        raise Verdict(
+            self.result(
+                ERROR,
+                f"Your function {name} raised {describe_error(error)}\n(the check called it as {described}).",
+                "raised",
+                self._hint_for(error),
+            )
+        )
 
     def _hint_for(self, error):
         text = str(error)
@@ -240,14 +249,18 @@ def run_check(exercise, formula, fn, body, check_name, signature, error_hints=()
         )
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         try:
-            message = body(check)
+            result = CheckResult(exercise, PASSED, body(check), "passed")  # no formula: nothing to compare
         except Verdict as verdict:
-            return verdict.result
+            result = verdict.result
         except Exception as error:  # an output too odd to analyse: explain instead of raising
-            return check.result(
+            result = check.result(
                 ERROR,
                 f"The check could not make sense of what your function returned ({describe_error(error)}).",
                 "unreadable_output",
                 f"Make sure your function takes {signature} and returns what the exercise asks for.",
             )
-    return CheckResult(exercise, PASSED, message, "passed")  # no formula: nothing to compare
+    if check.changes:
+        if result.passed:  # right values, but calling it in the lesson would change the kernel's settings
+            return check.result(FAILED, changes_message(check.changes), "changes_global_state", CHANGES_HINT)
+        return replace(result, message=result.message + "\n" + changes_message(check.changes))
+    return result
