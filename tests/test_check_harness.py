@@ -1,12 +1,16 @@
 """What every check shares: not done yet, errors, determinism, display, use_if_passed, and the
 harness's safety net for outputs too odd to analyse."""
 
+import threading
+import time
+
 import pytest
 import torch
 
 import vae_lesson
 from vae_lesson.checks import (
     CheckResult,
+    guard,
     check_kl_divergence,
     check_reparameterize,
     check_sample_prior,
@@ -153,13 +157,16 @@ HARNESS_CASES = [
     ("not_callable", "error", check_kl_divergence, None, "needs your function itself"),
     ("raised", "error", check_kl_divergence, broken, "raised ValueError: mu looks odd"),
     ("unreadable_output", "error", check_kl_divergence, meta_kl, "could not make sense"),
+    ("timed_out", "error", check_kl_divergence, lambda mu, lv: time.sleep(1), "had not returned after 0.5 seconds"),
     ("changes_global_state", "failed", check_kl_divergence, lambda mu, lv: one_thread(vae_lesson.kl_divergence(mu, lv)),
      "the number of CPU threads"),
 ]
 
 
 @pytest.mark.parametrize("diagnosis, status, check, fn, phrase", HARNESS_CASES, ids=[c[0] for c in HARNESS_CASES])
-def test_harness_ending_is_explained(diagnosis, status, check, fn, phrase):
+def test_harness_ending_is_explained(diagnosis, status, check, fn, phrase, monkeypatch):
+    monkeypatch.setattr(guard, "TIME_LIMIT_S", 0.5)
+    monkeypatch.setattr(guard, "STOP_GRACE_S", 0.1)
     result = check(fn)
     assert result.status == status and result.diagnosis == diagnosis and phrase in result.message, result
 
@@ -225,3 +232,46 @@ def test_a_failure_also_says_what_was_put_back():
     assert_fails(result, "seeded_inside", "set its own seed")
     assert "the default dtype (torch.float32 -> torch.float64" in result.message
     assert torch.get_default_dtype() == torch.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# A function that never returns does not hang the lesson.
+
+
+def _endless_loop(mu, logvar):
+    while True:
+        pass
+
+
+def _one_long_operation(mu, logvar):
+    time.sleep(1.5)  # one call that Python cannot interrupt, like a single huge torch operation
+    return mu
+
+
+@pytest.fixture
+def short_time_limit(monkeypatch):
+    monkeypatch.setattr(guard, "TIME_LIMIT_S", 0.3)
+    monkeypatch.setattr(guard, "STOP_GRACE_S", 0.3)
+
+
+def _check_threads():
+    return {thread for thread in threading.enumerate() if thread.name == "vae_lesson check" and thread.is_alive()}
+
+
+def test_endless_loop_is_stopped_and_explained(short_time_limit):
+    before = _check_threads()
+    started = time.perf_counter()
+    result = check_reparameterize(_endless_loop)
+    assert time.perf_counter() - started < 3
+    assert result.status == "error" and result.diagnosis == "timed_out"
+    assert "had not returned after 0.3 seconds" in result.message and "stopped waiting" in result.message
+    assert "interrupted it, so it is not running any more" in result.message
+    assert "loop that never ends" in result.hint
+    assert _check_threads() <= before  # the loop's thread ended
+
+
+def test_a_call_python_cannot_interrupt_is_reported_honestly(short_time_limit):
+    result = check_reparameterize(_one_long_operation)
+    assert result.diagnosis == "timed_out"
+    assert "Python cannot stop a function from outside" in result.message
+    assert "restart the kernel" in result.message

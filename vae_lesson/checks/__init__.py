@@ -34,7 +34,7 @@ signature, ERROR_HINTS)` with a `body(check)` that calls the student's function 
 MISTAKES catalogues (test_check_codes.py finds it by the module's name).
 """
 
-from . import kl_divergence, reparameterize, sample_prior, vae_loss
+from . import guard, kl_divergence, reparameterize, sample_prior, vae_loss
 from .harness import HARNESS_CODES, INPUT_MISTAKES, OUTPUT_TYPE_MISTAKES, Mistake
 from .kl_divergence import check_kl_divergence
 from .reparameterize import check_reparameterize

@@ -1,11 +1,14 @@
-"""Call the student's function so that the lesson survives it: global torch settings put back.
+"""Call the student's function so that the lesson survives it: settings put back, a time limit.
 
 A student's function may change state that outlives the call: torch.set_default_dtype, gradients
 switched off with torch.set_grad_enabled(False), torch.manual_seed, torch.set_num_threads. The
 check measures each setting before the call, puts back any that changed, and names them, so a
 later cell of the notebook behaves as before and the student learns what their function did.
+A call that does not return within a few seconds is abandoned and, where Python allows, stopped.
 """
 
+import ctypes
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -81,4 +84,81 @@ def changes_message(changes):
 CHANGES_HINT = (
     "Leave global settings alone inside the function: use `with torch.no_grad():` blocks rather than "
     "torch.set_grad_enabled(False), pass dtype= to the tensors you create, and seed only outside it."
+)
+
+
+# A check calls the student's function a few times, each well under a second for any sensible
+# answer; a call still running after this long is stuck (an endless loop, a huge tensor).
+TIME_LIMIT_S = 5.0
+# After asking a stuck call to stop, how long to wait to see whether it did.
+STOP_GRACE_S = 1.0
+
+
+class StoppedByCheck(Exception):
+    """Raised inside a student's function that ran past the time limit, to stop it."""
+
+
+@dataclass
+class Outcome:
+    """What one call of the student's function did: value or error, settings changed, timing."""
+
+    value: Any = None
+    error: BaseException = None
+    changes: tuple = ()
+    finished: bool = False  # returned or raised within the time limit
+    stopped: bool = False  # ran past it, and then stopped when asked
+
+
+def _ask_to_stop(thread):
+    """Raise StoppedByCheck inside `thread` at its next Python instruction (CPython only)."""
+    set_async_exc = getattr(ctypes.pythonapi, "PyThreadState_SetAsyncExc", None)
+    if set_async_exc is not None:
+        set_async_exc(ctypes.c_ulong(thread.ident), ctypes.py_object(StoppedByCheck))
+
+
+def call_with_limit(fn, args, seconds=None):
+    """Call fn(*args) in a daemon thread, wait at most `seconds` (TIME_LIMIT_S), return an Outcome.
+
+    Python cannot kill a thread. A call past the limit is asked to stop (an exception raised inside
+    it at its next Python instruction); a loop written in Python stops at once, a single long torch
+    operation only when it returns. Outcome.stopped says which; a daemon thread never keeps the
+    kernel from exiting.
+    """
+    seconds = TIME_LIMIT_S if seconds is None else seconds
+    outcome = Outcome()
+
+    def run():
+        value, error, changes = guarded_call(fn, args)
+        outcome.value, outcome.error, outcome.changes = value, error, tuple(changes)
+
+    thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    outcome.finished = not thread.is_alive()
+    if not outcome.finished:
+        _ask_to_stop(thread)
+        thread.join(STOP_GRACE_S)
+        outcome.stopped = not thread.is_alive()
+    return outcome
+
+
+def timeout_message(seconds, described, stopped):
+    """What the student reads when their function did not return in time."""
+    if stopped:
+        after = "The check then interrupted it, so it is not running any more."
+    else:
+        after = (
+            "The check asked it to stop, but it is still inside one long operation, and Python cannot "
+            "stop a function from outside: it may go on in the background, keeping a CPU busy, until that "
+            "operation ends. If the notebook stays slow, restart the kernel (Kernel > Restart)."
+        )
+    return (
+        f"Your function had not returned after {seconds:g} second{'' if seconds == 1 else 's'} (the check called it as {described}), "
+        f"so the check stopped waiting; a correct answer takes well under a second. {after}"
+    )
+
+
+TIMEOUT_HINT = (
+    "Look for a loop that never ends (a `while` whose condition stays true, a loop over a growing list) "
+    "or a tensor far larger than the inputs; run your function on a small example in a cell of its own."
 )

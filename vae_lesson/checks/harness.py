@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from .guard import CHANGES_HINT, changes_message, guarded_call
+from . import guard
+from .guard import CHANGES_HINT, TIMEOUT_HINT, call_with_limit, changes_message, timeout_message
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult
 
 
@@ -132,7 +133,7 @@ INPUT_MISTAKES = (
 )
 
 # Endings that are not a wrong answer: the stub, a failed call, an output too odd to analyse.
-HARNESS_CODES = ("not_callable", "not_done", "raised", "unreadable_output", "changes_global_state")
+HARNESS_CODES = ("not_callable", "not_done", "raised", "unreadable_output", "changes_global_state", "timed_out")
 
 
 class Check:
@@ -170,8 +171,12 @@ class Check:
         Global torch settings the function changes are put back at once and noted (see guard.py).
         """
         name = function_name(self.fn)
-        value, error, changes = guarded_call(self.fn, args)
-        self.changes += [change for change in changes if change not in self.changes]
+        outcome = call_with_limit(self.fn, args)
+        if not outcome.finished:
+            raise Verdict(self.result(ERROR, timeout_message(guard.TIME_LIMIT_S, described, outcome.stopped),
+                                      "timed_out", TIMEOUT_HINT))
+        self.changes += [change for change in outcome.changes if change not in self.changes]
+        value, error = outcome.value, outcome.error
         if error is None:
             return value
         if isinstance(error, NotImplementedError):
