@@ -275,3 +275,32 @@ def test_a_call_python_cannot_interrupt_is_reported_honestly(short_time_limit):
     assert result.diagnosis == "timed_out"
     assert "Python cannot stop a function from outside" in result.message
     assert "restart the kernel" in result.message
+
+
+# ----------------------------------------------------------------------------------------------
+# A function that prints thousands of lines does not flood the notebook.
+
+
+def _prints_every_row(mu, logvar):
+    for row in mu:
+        print("row", row.tolist())
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def test_printing_is_capped_and_counted(capsys):
+    result = check_reparameterize(_prints_every_row)
+    shown = capsys.readouterr().out.splitlines()
+    assert result.passed
+    assert len(shown) == guard.MAX_PRINTED_LINES + 1 and shown[0] == "row [1.5, -2.0, 0.5, 3.0]"
+    assert shown[-1].startswith("[... ") and shown[-1].endswith("more lines your function printed are not shown]")
+    assert "printed 16,395 lines while the check ran; the first 20 are shown above" in result.message
+
+
+def test_a_few_prints_are_shown_as_they_are(capsys):
+    def prints_shape(mu, logvar):
+        print("shape", tuple(mu.shape))
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    result = check_reparameterize(prints_shape)
+    assert capsys.readouterr().out.splitlines() == ["shape (6, 4)", "shape (8192, 4)", "shape (8192, 4)", "shape (5, 4)"]
+    assert result.passed and "printed" not in result.message

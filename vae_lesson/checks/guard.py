@@ -1,13 +1,18 @@
-"""Call the student's function so that the lesson survives it: settings put back, a time limit.
+"""Call the student's function so that the lesson survives it: settings put back, a time limit,
+printing capped.
 
 A student's function may change state that outlives the call: torch.set_default_dtype, gradients
 switched off with torch.set_grad_enabled(False), torch.manual_seed, torch.set_num_threads. The
 check measures each setting before the call, puts back any that changed, and names them, so a
 later cell of the notebook behaves as before and the student learns what their function did.
 A call that does not return within a few seconds is abandoned and, where Python allows, stopped.
+What the function prints is kept up to MAX_PRINTED_LINES and shown once, before the result.
 """
 
+import contextlib
 import ctypes
+import io
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -116,10 +121,10 @@ def _ask_to_stop(thread):
         set_async_exc(ctypes.c_ulong(thread.ident), ctypes.py_object(StoppedByCheck))
 
 
-def call_with_limit(fn, args, seconds=None):
+def call_with_limit(fn, args, seconds=None, output=None):
     """Call fn(*args) in a daemon thread, wait at most `seconds` (TIME_LIMIT_S), return an Outcome.
 
-    Python cannot kill a thread. A call past the limit is asked to stop (an exception raised inside
+    What it prints goes to `output` (a CappedOutput). Python cannot kill a thread. A call past the limit is asked to stop (an exception raised inside
     it at its next Python instruction); a loop written in Python stops at once, a single long torch
     operation only when it returns. Outcome.stopped says which; a daemon thread never keeps the
     kernel from exiting.
@@ -132,13 +137,14 @@ def call_with_limit(fn, args, seconds=None):
         outcome.value, outcome.error, outcome.changes = value, error, tuple(changes)
 
     thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    outcome.finished = not thread.is_alive()
-    if not outcome.finished:
-        _ask_to_stop(thread)
-        thread.join(STOP_GRACE_S)
-        outcome.stopped = not thread.is_alive()
+    with captured(output if output is not None else CappedOutput()):
+        thread.start()
+        thread.join(seconds)
+        outcome.finished = not thread.is_alive()
+        if not outcome.finished:
+            _ask_to_stop(thread)
+            thread.join(STOP_GRACE_S)
+            outcome.stopped = not thread.is_alive()
     return outcome
 
 
@@ -162,3 +168,68 @@ TIMEOUT_HINT = (
     "Look for a loop that never ends (a `while` whose condition stays true, a loop over a growing list) "
     "or a tensor far larger than the inputs; run your function on a small example in a cell of its own."
 )
+
+
+# What a check lets through of the student's own prints (debugging prints are welcome; a print
+# inside a loop over 8,192 rows would bury the notebook).
+MAX_PRINTED_LINES = 20
+MAX_PRINTED_CHARS = 4000
+
+
+class CappedOutput(io.TextIOBase):
+    """A stand-in for sys.stdout/sys.stderr that keeps the first lines written and counts the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+        self.kept_chars = 0
+        self.lines = 0
+        self._partial = ""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        pieces = (self._partial + str(text)).split("\n")
+        self._partial = pieces.pop()
+        for line in pieces:
+            self._keep(line)
+        return len(text)
+
+    def _keep(self, line):
+        self.lines += 1
+        if len(self.kept) < MAX_PRINTED_LINES and self.kept_chars + len(line) <= MAX_PRINTED_CHARS:
+            self.kept.append(line)
+            self.kept_chars += len(line) + 1
+
+    def close_line(self):
+        if self._partial:
+            self._keep(self._partial)
+            self._partial = ""
+
+    @property
+    def hidden(self):
+        return self.lines - len(self.kept)
+
+    def replay(self, stream):
+        """Write the kept lines to `stream`, then one line saying how many were left out."""
+        self.close_line()
+        for line in self.kept:
+            print(line, file=stream)
+        if self.hidden:
+            print(f"[... {self.hidden:,} more lines your function printed are not shown]", file=stream)
+
+
+@contextlib.contextmanager
+def captured(output):
+    """Send everything printed while inside (from any thread) to `output`."""
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        yield
+
+
+def printed_note(output):
+    """The sentence a result gets when the student's function printed more than is shown."""
+    if not output.hidden:
+        return ""
+    return (f"(Your function printed {output.lines:,} lines while the check ran; the first {len(output.kept)} "
+            "are shown above the result.)")

@@ -6,6 +6,7 @@ at what came back, and either returns the success message or stops with `check.f
 recognises the facts). `run_check` turns any of these endings into a `CheckResult`; it never raises.
 """
 
+import sys
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Callable
@@ -13,7 +14,15 @@ from typing import Callable
 import torch
 
 from . import guard
-from .guard import CHANGES_HINT, TIMEOUT_HINT, call_with_limit, changes_message, timeout_message
+from .guard import (
+    CHANGES_HINT,
+    TIMEOUT_HINT,
+    CappedOutput,
+    call_with_limit,
+    changes_message,
+    printed_note,
+    timeout_message,
+)
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult
 
 
@@ -147,6 +156,7 @@ class Check:
         self.error_hints = error_hints
         self.notes = []  # what the check assumed about the student's output, added to any failure
         self.changes = []  # global settings the student's function changed (and the check put back)
+        self.printed = CappedOutput()  # what the student's function printed, shown once at the end
 
     def result(self, status, message, diagnosis, hint=""):
         return CheckResult(self.exercise, status, message, diagnosis, hint, self.formula)
@@ -171,7 +181,7 @@ class Check:
         Global torch settings the function changes are put back at once and noted (see guard.py).
         """
         name = function_name(self.fn)
-        outcome = call_with_limit(self.fn, args)
+        outcome = call_with_limit(self.fn, args, output=self.printed)
         if not outcome.finished:
             raise Verdict(self.result(ERROR, timeout_message(guard.TIME_LIMIT_S, described, outcome.stopped),
                                       "timed_out", TIMEOUT_HINT))
@@ -264,6 +274,9 @@ def run_check(exercise, formula, fn, body, check_name, signature, error_hints=()
                 "unreadable_output",
                 f"Make sure your function takes {signature} and returns what the exercise asks for.",
             )
+    check.printed.replay(sys.stdout)
+    if check.printed.hidden:
+        result = replace(result, message=result.message + "\n" + printed_note(check.printed))
     if check.changes:
         if result.passed:  # right values, but calling it in the lesson would change the kernel's settings
             return check.result(FAILED, changes_message(check.changes), "changes_global_state", CHANGES_HINT)
