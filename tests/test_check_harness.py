@@ -304,3 +304,61 @@ def test_a_few_prints_are_shown_as_they_are(capsys):
     result = check_reparameterize(prints_shape)
     assert capsys.readouterr().out.splitlines() == ["shape (6, 4)", "shape (8192, 4)", "shape (8192, 4)", "shape (5, 4)"]
     assert result.passed and "printed" not in result.message
+
+
+# ----------------------------------------------------------------------------------------------
+# A hint is chosen by the exception's type and what the function was calling, never by its words.
+
+
+def test_words_in_a_message_do_not_choose_the_hint():
+    # The student's own exceptions, worded like PyTorch's: no torch operation failed, so no
+    # size or BCE hint (the old checks matched "size of tensor" and "between 0 and 1").
+    def says_size(mu, logvar):
+        raise RuntimeError("The size of tensor a (4) must match the size of tensor b (20)")
+
+    def says_range(logits, images, mu, logvar):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+
+    for result in (check_reparameterize(says_size), check_vae_loss(says_range)):
+        assert result.diagnosis == "raised"
+        assert result.hint == "Run your function on a small example in a cell of its own to see where it fails."
+
+
+def test_a_type_error_inside_the_body_is_not_blamed_on_the_signature():
+    result = check_reparameterize(lambda mu, logvar: mu + torch.exp(0.5 * logvar) * torch.randn_like(mu.shape))
+    assert result.diagnosis == "raised" and "TypeError" in result.message
+    assert "The check calls your function as" not in result.hint
+
+
+def test_a_wrong_signature_is_named_as_such():
+    result = check_vae_loss(lambda logits, images: logits.sum())
+    assert result.diagnosis == "raised"
+    assert result.hint.startswith("The check calls your function as fn(logits, images, mu, logvar)")
+
+
+def test_torch_distributions_argument_check_is_named():
+    # logvar passed as the scale: negative, so Normal's argument check raises a ValueError.
+    result = check_reparameterize(lambda mu, logvar: torch.distributions.Normal(mu, logvar).rsample())
+    assert result.diagnosis == "raised" and "ValueError" in result.message
+    assert "torch.distributions checked the parameters" in result.hint and "exp(0.5 * logvar)" in result.hint
+
+
+def test_mixed_dtypes_in_a_matrix_product_are_named():
+    result = check_sample_prior(lambda model, n: model.decode(torch.randn(n, model.latent_dim, dtype=torch.float64)))
+    assert result.diagnosis == "raised"
+    assert "Draw z as float32" in result.hint and "float32, float64" in result.hint
+
+
+def test_an_in_place_operation_that_cannot_work_is_named():
+    def expanded_then_filled(model, n):
+        z = torch.empty(1, model.latent_dim).expand(n, -1)
+        return model.decode(z.normal_())
+
+    result = check_sample_prior(expanded_then_filled)
+    assert result.diagnosis == "raised"
+    assert "The last torch operation, normal_, works in place" in result.hint
+
+
+def test_a_hard_coded_size_names_the_operation_and_the_shapes():
+    result = check_reparameterize(lambda mu, logvar: mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape[0], 20))
+    assert "Don't hard-code sizes" in result.hint and "your mul got shapes (6, 4), (6, 20)" in result.hint

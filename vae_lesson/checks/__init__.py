@@ -17,8 +17,10 @@ After a check, `use_if_passed` picks the student's function or the reference, so
 continues either way.
 
 Layout: `result` (CheckResult, use_if_passed), `harness` (run_check, Check, Mistake, snapshot,
-closeness), `normal_draws` (the one test for "fresh independent N(0, 1) draws"), and one module
-per exercise, named after the function the student writes.
+closeness), `guard` (each call of the student's function: global settings put back, a time limit,
+printing capped), `errors` (a hint for an exception, from its type and the torch function that
+raised), `normal_draws` (the one test for "fresh independent N(0, 1) draws"), and one module per
+exercise, named after the function the student writes.
 
 How to add a mistake: in the exercise's module, add one `Mistake(code, recognise, message, hint)`
 row to the table whose facts can recognise it (rows are tried in order; put a specific row before
@@ -29,7 +31,8 @@ while any code in a module's CODES is reached by no catalogue entry.
 How to add an exercise `foo`: write `checks/foo.py` with its FORMULA, mistakes tables, `CODES =
 codes(...)` and `check_foo(fn)`, which calls `run_check(exercise, FORMULA, fn, body, "check_foo",
 signature, ERROR_HINTS)` with a `body(check)` that calls the student's function through
-`check.call`, stops with `check.fail_first(TABLE, facts)` and returns the success message. Import
+`check.call`, stops with `check.fail_first(TABLE, facts)` and returns the success message;
+ERROR_HINTS holds its `errors.ErrorHint` rows for exceptions its students typically hit. Import
 `check_foo` below and add the module to EXERCISES; write tests/test_check_foo.py with CORRECT and
 MISTAKES catalogues (test_check_codes.py finds it by the module's name).
 """

@@ -121,10 +121,11 @@ def _ask_to_stop(thread):
         set_async_exc(ctypes.c_ulong(thread.ident), ctypes.py_object(StoppedByCheck))
 
 
-def call_with_limit(fn, args, seconds=None, output=None):
+def call_with_limit(fn, args, seconds=None, output=None, recorder=None):
     """Call fn(*args) in a daemon thread, wait at most `seconds` (TIME_LIMIT_S), return an Outcome.
 
-    What it prints goes to `output` (a CappedOutput). Python cannot kill a thread. A call past the limit is asked to stop (an exception raised inside
+    What it prints goes to `output` (a CappedOutput); `recorder`, a context manager entered in the
+    worker thread, can watch the call (errors.CallRecorder). Python cannot kill a thread. A call past the limit is asked to stop (an exception raised inside
     it at its next Python instruction); a loop written in Python stops at once, a single long torch
     operation only when it returns. Outcome.stopped says which; a daemon thread never keeps the
     kernel from exiting.
@@ -132,8 +133,12 @@ def call_with_limit(fn, args, seconds=None, output=None):
     seconds = TIME_LIMIT_S if seconds is None else seconds
     outcome = Outcome()
 
+    def watched(*arguments):
+        with recorder if recorder is not None else contextlib.nullcontext():
+            return fn(*arguments)
+
     def run():
-        value, error, changes = guarded_call(fn, args)
+        value, error, changes = guarded_call(watched, args)
         outcome.value, outcome.error, outcome.changes = value, error, tuple(changes)
 
     thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)

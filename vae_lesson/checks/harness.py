@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 
 from . import guard
+from .errors import CallRecorder, hint_for
+from .errors import facts as error_facts
 from .guard import (
     CHANGES_HINT,
     TIMEOUT_HINT,
@@ -181,7 +183,8 @@ class Check:
         Global torch settings the function changes are put back at once and noted (see guard.py).
         """
         name = function_name(self.fn)
-        outcome = call_with_limit(self.fn, args, output=self.printed)
+        recorder = CallRecorder()
+        outcome = call_with_limit(self.fn, args, output=self.printed, recorder=recorder)
         if not outcome.finished:
             raise Verdict(self.result(ERROR, timeout_message(guard.TIME_LIMIT_S, described, outcome.stopped),
                                       "timed_out", TIMEOUT_HINT))
@@ -211,18 +214,9 @@ class Check:
                 ERROR,
                 f"Your function {name} raised {describe_error(error)}\n(the check called it as {described}).",
                 "raised",
-                self._hint_for(error),
+                hint_for(error, error_facts(error, self.fn, recorder), self.error_hints, self.signature),
             )
         )
-
-    def _hint_for(self, error):
-        text = str(error)
-        if isinstance(error, TypeError) and ("positional argument" in text or "takes" in text):
-            return f"The check calls your function as {self.signature}: it should take exactly these arguments, in this order."
-        for fragments, hint in self.error_hints:
-            if any(fragment in text for fragment in fragments):
-                return hint
-        return "Run your function on a small example in a cell of its own to see where it fails."
 
     def tensor(self, value, what, expected):
         """The returned value as a floating-point tensor, or a failure saying what came back instead."""

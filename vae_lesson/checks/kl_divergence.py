@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import torch
 
 from ..kl import kl_divergence
+from .errors import ELEMENTWISE, ErrorHint
 from .harness import Mistake, close, codes, run_check, shape, snapshot, values
 
 FORMULA = "kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)   # shape (batch,)"
+_SIZES = "Don't hard-code sizes: the check uses a batch of 3 and a latent size of 5; sum with .sum(dim=-1)."
 ERROR_HINTS = (
-    (
-        ("size of tensor", "must match the size", "out of range", "shape"),
-        "Don't hard-code sizes: the check uses a batch of 3 and a latent size of 5; sum with .sum(dim=-1).",
-    ),
+    ErrorHint((IndexError,), lambda f: f.entered, _SIZES),
+    ErrorHint((RuntimeError,), lambda f: f.called in ELEMENTWISE, _SIZES),
 )
 
 

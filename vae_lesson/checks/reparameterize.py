@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import torch
 
 from . import normal_draws
+from .errors import ELEMENTWISE, ErrorHint
 from .harness import Mistake, close, codes, describe_error, run_check, shape, snapshot, values
 
 FORMULA = "z = mu + torch.exp(0.5 * logvar) * eps,   eps = torch.randn_like(mu)"
@@ -222,16 +223,10 @@ CODES = codes(SHAPE_MISTAKES, NOT_FINITE_MISTAKES, NOISE_MISTAKES, MEAN_MISTAKES
               GRADIENT_MISTAKES, BACKWARD_MISTAKES)
 
 ERROR_HINTS = (
-    (
-        ("size of tensor", "must match the size", "shape", "expand"),
-        "Don't hard-code sizes: draw the noise with torch.randn_like(mu) (or torch.randn(mu.shape)) so "
-        "it has mu's shape whatever the batch size and latent size; the check uses a latent size of 4.",
-    ),
-    (
-        ("in-place", "inplace"),
-        "An in-place operation (a method ending in _, or +=) changed a tensor autograd needs; use the "
-        "out-of-place form.",
-    ),
+    ErrorHint((RuntimeError,), lambda f: f.called in ELEMENTWISE,
+              "Don't hard-code sizes: draw the noise with torch.randn_like(mu) (or torch.randn(mu.shape)) so it has "
+              "mu's shape whatever the batch size and latent size; the check uses a latent size of 4 (your "
+              "{called} got shapes {shapes})."),
 )
 
 

@@ -12,25 +12,20 @@ import torch
 
 from ..models import N_PIXELS, VAE
 from . import normal_draws
+from .errors import MATRIX_PRODUCTS, ErrorHint, from_module
 from .harness import Mistake, close, codes, run_check, shape, values
 
 FORMULA = "z = torch.randn(n, model.latent_dim);  images = model.decode(z)"
 LATENT = 5
 N_SHAPE, N_STATS = 7, 2000  # 2000 codes: sample std within 1.6% (one sd)
 ERROR_HINTS = (
-    (
-        ("mat1 and mat2 shapes", "size mismatch"),
-        f"z must have model.latent_dim columns ({LATENT} for the check's model): draw it with "
-        "torch.randn(n, model.latent_dim) instead of a hard-coded size.",
-    ),
-    (
-        ("expected images of shape",),
-        "model(...) expects images (it encodes first); to decode latent codes use model.decode(z).",
-    ),
-    (
-        ("dtype", "Double", "scalar type"),
-        "Draw z as float32 like the model's weights: torch.randn(n, model.latent_dim).",
-    ),
+    ErrorHint((RuntimeError,), lambda f: f.mixed_dtypes,
+              "Draw z as float32 like the model's weights: torch.randn(n, model.latent_dim) (your {called} got {dtypes})."),
+    ErrorHint((RuntimeError,), lambda f: f.called in MATRIX_PRODUCTS,
+              f"z must have model.latent_dim columns ({LATENT} for the check's model): draw it with "
+              "torch.randn(n, model.latent_dim) instead of a hard-coded size (the decoder's {called} got {shapes})."),
+    ErrorHint((ValueError,), lambda f: from_module(f, "vae_lesson.models"),
+              "model(...) expects images (it encodes first); to decode latent codes use model.decode(z)."),
 )
 
 # Facts: decoded (the recorded 2-D code batches), n, total, matching (batches of n codes).

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..kl import kl_divergence
 from ..loss import reconstruction_loss
 from ..models import N_PIXELS
+from .errors import BCE, ELEMENTWISE, ErrorHint
 from .harness import Mistake, close, codes, nice, run_check, shape, snapshot
 
 FORMULA = (
@@ -21,17 +22,16 @@ FORMULA = (
 )
 BATCH, LATENT = 4, 3
 MU_SCALES = (3.0, 1.0, 0.4, 2.0)  # KL and BCE vary independently across the four probes
+_FLATTEN = (
+    "images arrive as (batch, 1, 28, 28) and logits as (batch, 784): flatten the images with "
+    "images.view(-1, 784) (or images.reshape(len(images), -1)) before comparing them (your {called} got {shapes})."
+)
 ERROR_HINTS = (
-    (
-        ("Target size", "same size as input", "must match the size", "shape"),
-        "images arrive as (batch, 1, 28, 28) and logits as (batch, 784): flatten the images with "
-        "images.view(-1, 784) (or images.reshape(len(images), -1)) before comparing them.",
-    ),
-    (
-        ("between 0 and 1",),
-        "F.binary_cross_entropy expects probabilities in [0, 1], but logits are raw scores: use "
-        "F.binary_cross_entropy_with_logits(logits, x, reduction='sum'), which applies the sigmoid itself.",
-    ),
+    ErrorHint((ValueError, RuntimeError), lambda f: f.called in BCE and not f.same_shapes, _FLATTEN),
+    ErrorHint((RuntimeError,), lambda f: f.called == "binary_cross_entropy",
+              "F.binary_cross_entropy expects probabilities in [0, 1], but logits are raw scores: use "
+              "F.binary_cross_entropy_with_logits(logits, x, reduction='sum'), which applies the sigmoid itself."),
+    ErrorHint((RuntimeError,), lambda f: f.called in ELEMENTWISE, _FLATTEN),
 )
 
 
