@@ -127,3 +127,24 @@ def test_checkpoint_gets_the_usual_permissions_not_owner_only(tmp_path):
     finally:
         os.umask(old_umask)
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_format_1_checkpoint_with_the_old_layer_name_still_loads(tmp_path):
+    """Format 1 called the encoders' shared layer `encoder.hidden` (a module named Encoder); it is now
+    `encoder_hidden`. An old file is upgraded on loading, weights and all."""
+    model = tiny(VAE)
+    old_names = {k.replace("encoder_hidden.", "encoder.hidden."): v for k, v in model.state_dict().items()}
+    assert "encoder.hidden.weight" in old_names
+    torch.save({"format": 1, "config": model.config, "state_dict": old_names, "history": HISTORY}, tmp_path / "old.pt")
+    loaded, history = load_checkpoint(tmp_path / "old.pt")
+    assert_same_weights(loaded, model)
+    assert history == HISTORY
+
+
+def test_metadata_is_stored_and_read_back(tmp_path):
+    from vae_lesson.checkpoint import read_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", tiny(), HISTORY, metadata={"training_version": 1, "train_data": "ab12"})
+    assert read_checkpoint(tmp_path / "m.pt")["metadata"] == {"training_version": 1, "train_data": "ab12"}
+    save_checkpoint(tmp_path / "n.pt", tiny())
+    assert read_checkpoint(tmp_path / "n.pt")["metadata"] == {}
