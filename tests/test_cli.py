@@ -95,6 +95,36 @@ def test_out_is_required(capsys):
 def test_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "vae_lesson", "train", "--help"], capture_output=True, text=True,
                             check=True)
-    for option in ("--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--lr-schedule", "--beta",
+    for option in ("--recipe", "vae-20d-lecture", "--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--lr-schedule", "--beta",
                    "--seed", "--data", "--out", "model.pt", "history.json", "samples.png"):
         assert option in result.stdout
+
+
+def test_a_recipe_gives_its_settings_and_options_override_them(tmp_path, fake_mnist, monkeypatch):
+    import vae_lesson.recipes as recipes
+
+    seen = []
+    real_train = cli.train
+
+    def recording_train(model, *args, **kwargs):
+        seen.append((model.config, kwargs))
+        return real_train(model, *args, **{**kwargs, "epochs": 1})  # the settings are checked, not the run
+
+    monkeypatch.setattr(cli, "train", recording_train)
+    lecture = recipes.RECIPES["vae-20d-lecture"]
+    cli.main(["train", "--recipe", "vae-20d-lecture", "--hidden-dim", "8", "--no-progress", "--out", str(tmp_path / "a")])
+    cli.main(["train", "--recipe", "vae-20d-lecture", "--hidden-dim", "8", "--lr", "5e-4", "--lr-schedule", "constant",
+              "--no-progress", "--out", str(tmp_path / "b")])
+    (config_a, kwargs_a), (config_b, kwargs_b) = seen
+    assert config_a == {"kind": "vae", "latent_dim": lecture.latent_dim, "hidden_dim": 8}
+    assert {k: kwargs_a[k] for k in lecture.train_settings} == lecture.train_settings
+    assert kwargs_a["epochs"] == 30 and kwargs_a["batch_size"] == 256 and kwargs_a["lr_schedule"] == "cosine"
+    assert kwargs_b["lr"] == 5e-4 and kwargs_b["lr_schedule"] == "constant" and kwargs_b["batch_size"] == 256
+
+
+def test_an_unknown_recipe_is_refused_with_the_list(tmp_path, fake_mnist, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--recipe", "vae-3d", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "vae-3d" in err and "vae-20d-lecture" in err
+    assert fake_mnist == []
