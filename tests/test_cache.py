@@ -174,3 +174,33 @@ def test_an_old_style_call_names_the_recipes(digits):
         trained_model("vae", train_data=digits[0], test_data=digits[1])
     with pytest.raises(TypeError, match="no field 'latent_size'.*latent_dim"):
         trained_model("vae-2d", latent_size=2, train_data=digits[0], test_data=digits[1])
+
+
+@pytest.mark.parametrize("entry", ["bare state_dict", "config without hidden_dim", "newer format", "weights of another size",
+                                   "a folder"])
+def test_the_cache_retrains_over_any_entry_it_cannot_use(digits, train_calls, tmp_path, entry):
+    identity = cache.cache_identity(CONFIG, *digits)
+    path = tmp_path / (cache.cache_key(identity) + ".pt")
+    model = cache.fresh_model(CONFIG, digits[0])
+    payload = {"format": 2, "config": CONFIG.model_config, "state_dict": model.state_dict(), "history": {},
+               "metadata": identity}
+    if entry == "a folder":
+        path.mkdir()
+    else:
+        payload = {
+            "bare state_dict": model.state_dict(),
+            "config without hidden_dim": {**payload, "config": {"kind": "vae", "latent_dim": 2}},
+            "newer format": {**payload, "format": 99},
+            "weights of another size": {**payload, "state_dict": cache.fresh_model(CONFIG.replace(latent_dim=3),
+                                                                                 digits[0]).state_dict()},
+        }[entry]
+        torch.save(payload, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded, history = get(digits)
+    assert len(train_calls) == 1 and loaded.config == CONFIG.model_config and history["epoch"] == [1]
+    if entry == "a folder":  # cannot be replaced: the model is still returned, with a warning that says so
+        assert any(issubclass(w.category, cache.CacheWriteWarning) for w in caught)
+    else:
+        get(digits)
+        assert len(train_calls) == 1  # replaced by a good entry

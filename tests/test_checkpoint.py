@@ -114,9 +114,9 @@ def test_missing_garbage_and_foreign_files_give_clear_errors(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="not a readable vae_lesson checkpoint"):
         load_checkpoint(tmp_path / "garbage.pt")
-    torch.save(tiny().state_dict(), tmp_path / "bare_state_dict.pt")  # readable, but not ours
+    torch.save({"weights": [1, 2, 3]}, tmp_path / "foreign.pt")  # readable, but not ours
     with pytest.raises(ValueError, match="is not a vae_lesson checkpoint"):
-        load_checkpoint(tmp_path / "bare_state_dict.pt")
+        load_checkpoint(tmp_path / "foreign.pt")
 
 
 def test_checkpoint_gets_the_usual_permissions_not_owner_only(tmp_path):
@@ -148,3 +148,75 @@ def test_metadata_is_stored_and_read_back(tmp_path):
     assert read_checkpoint(tmp_path / "m.pt")["metadata"] == {"training_version": 1, "train_data": "ab12"}
     save_checkpoint(tmp_path / "n.pt", tiny())
     assert read_checkpoint(tmp_path / "n.pt")["metadata"] == {}
+
+
+# --- checkpoints say the real cause -----------------------------------------------------------------
+
+
+def test_a_run_folder_passed_for_a_file_names_model_pt(tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(run / "model.pt", tiny())
+    with pytest.raises(IsADirectoryError) as err:
+        load_checkpoint(run)
+    message = str(err.value)
+    assert f"{run} is a folder, not a checkpoint file" in message and "it holds model.pt: pass that file" in message
+    assert str(run / "model.pt") in message
+
+
+def test_a_config_with_a_key_missing_names_the_key(tmp_path):
+    model = tiny()
+    config = {k: v for k, v in model.config.items() if k != "hidden_dim"}
+    torch.save({"format": 2, "config": config, "state_dict": model.state_dict(), "history": {}}, tmp_path / "m.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "m.pt")
+    message = str(err.value)
+    assert "lacks 'hidden_dim'" in message and "Delete it and train again" in message
+
+
+def test_a_bare_state_dict_says_how_to_load_it(tmp_path):
+    torch.save(tiny().state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "bare.pt", model=tiny())
+    message = str(err.value)
+    assert "bare state_dict" in message and "model.load_state_dict(torch.load(" in message
+    assert "delete" not in message.lower()  # the weights are fine: nothing to throw away
+
+
+def test_a_newer_format_asks_for_an_update_not_a_deletion(tmp_path):
+    model = tiny()
+    torch.save({"format": 99, "config": model.config, "state_dict": model.state_dict()}, tmp_path / "new.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "new.pt")
+    message = str(err.value)
+    assert "newer vae_lesson (checkpoint format 99" in message and "update vae_lesson" in message
+    assert "delete" not in message.lower()
+
+
+def test_weights_that_do_not_fit_their_config_say_the_file_is_inconsistent(tmp_path):
+    model = tiny(latent_dim=2)
+    config = dict(model.config, latent_dim=3)
+    torch.save({"format": 2, "config": config, "state_dict": model.state_dict(), "history": {}}, tmp_path / "m.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "m.pt")
+    message = str(err.value)
+    assert "do not fit the vae (latent_dim=3, hidden_dim=8) its config describes" in message
+    assert "size mismatch" in message and "Delete it and train again" in message
+
+
+def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu(tmp_path, monkeypatch):
+    """torch.save records each tensor's device; one tagged cuda:0 (as a GPU run writes it) loads on
+    the CPU by default, and asking for CUDA where there is none says what to do instead."""
+    model = tiny()
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    save_checkpoint(tmp_path / "gpu.pt", model, HISTORY)
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here
+            torch.load(tmp_path / "gpu.pt", weights_only=True)
+        with pytest.raises(ValueError) as err:
+            load_checkpoint(tmp_path / "gpu.pt", map_location="cuda")
+        assert "no CUDA GPU" in str(err.value) and "map_location='cpu'" in str(err.value)
+    for location in ("cpu", None):
+        loaded, history = load_checkpoint(tmp_path / "gpu.pt", map_location=location)
+        assert_same_weights(loaded, model)
+        assert history == HISTORY

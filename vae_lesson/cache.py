@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .data import REPO_ROOT, load_mnist
 from .models import build_model
 from .recipes import as_config, fresh_model
@@ -64,11 +64,9 @@ def load_entry(path, identity, model_config):
         payload = read_checkpoint(path)
         if payload["metadata"] != identity or payload["config"] != model_config:
             return None
-        model = build_model(payload["config"])
-        model.load_state_dict(payload["state_dict"])
-    except (ValueError, KeyError, TypeError, RuntimeError):
+        model = load_weights(build_model(payload["config"]), payload, path)
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError):
         return None
-    model.eval()
     return model, payload["history"]
 
 

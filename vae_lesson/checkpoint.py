@@ -49,27 +49,68 @@ def upgrade(payload):
     return {**payload, "format": FORMAT_VERSION, "state_dict": state_dict, "metadata": payload.get("metadata", {})}
 
 
+CONFIG_KEYS = ("kind", "latent_dim", "hidden_dim")
+
+
 def read_checkpoint(path, map_location="cpu"):
-    """The checkpoint's contents as a dict: "config", "state_dict", "history", "metadata" (older formats upgraded)."""
+    """The checkpoint's contents as a dict: "config", "state_dict", "history", "metadata" (older formats upgraded).
+
+    Every way a file can fail to be a usable checkpoint raises an error that names the cause and the fix.
+    """
     path = Path(path)
+    if path.is_dir():
+        inside = " (it holds model.pt: pass that file)" if (path / "model.pt").is_file() else ""
+        raise IsADirectoryError(f"{path} is a folder, not a checkpoint file{inside}; a training run's folder holds "
+                                f"model.pt, history.json and samples.png: load_checkpoint({str(path / 'model.pt')!r}).")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m vae_lesson train --out DIR`.")
+    map_location = "cpu" if map_location is None else map_location
+    if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r} but this machine has no CUDA GPU: load {path} with "
+                         "map_location='cpu' (the default), then move the model with model.to(device).")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path} is not a readable vae_lesson checkpoint ({type(exc).__name__}: {exc}). "
                          "Delete it and train again.") from exc
-    if (not isinstance(payload, dict) or payload.get("format") not in range(1, FORMAT_VERSION + 1)
-            or "config" not in payload):
-        raise ValueError(f"{path} is not a vae_lesson checkpoint (format {FORMAT_VERSION}); delete it and train again.")
-    return upgrade(payload) if payload["format"] < FORMAT_VERSION else payload
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise ValueError(f"{path} holds a bare state_dict (saved with torch.save(model.state_dict())), not a "
+                         "vae_lesson checkpoint: build the model with the sizes it was trained with and call "
+                         f"model.load_state_dict(torch.load({str(path)!r}, weights_only=True)); save with "
+                         "vae_lesson.save_checkpoint to keep the sizes in the file.")
+    version = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer vae_lesson (checkpoint format {version}; this one reads "
+                         f"formats 1-{FORMAT_VERSION}): update vae_lesson (git pull, or pip install -U) to load it.")
+    if version not in range(1, FORMAT_VERSION + 1) or "config" not in payload or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a vae_lesson checkpoint (no format number 1-{FORMAT_VERSION} with a config "
+                         "and weights); delete it and train again.")
+    missing = [key for key in CONFIG_KEYS if key not in payload["config"]]
+    if missing:
+        raise ValueError(f"the config stored in {path} lacks {', '.join(map(repr, missing))} (it has "
+                         f"{sorted(payload['config'])}), so the model cannot be rebuilt: the file was edited or "
+                         "written by other code. Delete it and train again.")
+    return upgrade(payload) if version < FORMAT_VERSION else payload
+
+
+def load_weights(model, payload, path):
+    """model.load_state_dict(payload["state_dict"]), with an error that says the file is inconsistent."""
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ValueError(f"the weights in {path} do not fit the {describe(payload['config'])} its config describes "
+                         f"({detail}): the file is corrupt or was edited. Delete it and train again.") from exc
+    model.eval()
+    return model
 
 
 def load_checkpoint(path, model=None, map_location="cpu"):
     """Load a checkpoint; returns (model, history).
 
     With model=None the model is rebuilt from the stored config. With a model, its architecture
-    must match the checkpoint's, or a ValueError names both.
+    must match the checkpoint's, or a ValueError names both. map_location: where the weights go
+    ("cpu", the default, also loads a checkpoint saved on a GPU).
     """
     payload = read_checkpoint(path, map_location)
     config = payload["config"]
@@ -80,6 +121,4 @@ def load_checkpoint(path, model=None, map_location="cpu"):
             f"{path} holds a {describe(config)} but the model given is a {describe(model.config)}; "
             "build the model with the checkpoint's settings, or pass model=None to rebuild it automatically."
         )
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, payload["history"]
+    return load_weights(model, payload, path), payload["history"]
