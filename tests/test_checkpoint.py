@@ -220,3 +220,14 @@ def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu(tmp_path, monkeypatch):
         loaded, history = load_checkpoint(tmp_path / "gpu.pt", map_location=location)
         assert_same_weights(loaded, model)
         assert history == HISTORY
+
+
+def test_a_temporary_file_left_by_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    left_over = tmp_path / ".m.pt.999999999.0123abcd.tmp"  # written by a process that no longer exists
+    left_over.write_bytes(b"half a checkpoint")
+    os.utime(left_over, (0, 0))
+    in_progress = tmp_path / f".m.pt.{os.getpid()}.4567cdef.tmp"  # another save of this process, still running
+    in_progress.write_bytes(b"being written")
+    os.utime(in_progress, (0, 0))
+    save_checkpoint(tmp_path / "m.pt", tiny())
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.pt", in_progress.name])

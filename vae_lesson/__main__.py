@@ -6,18 +6,21 @@ writes, in the --out folder:
     model.pt      the checkpoint (load it with vae_lesson.load_checkpoint)
     history.json  the per-epoch losses (nats per image)
     samples.png   test images, their reconstructions, and samples from the prior
-Every file is written atomically, so an interrupted run never leaves a half-written one.
+The folder is written beside --out first and then moved into place as one unit, so an interrupted
+run leaves the previous run's folder or the new one, never a mix; and --out is checked before training,
+so a run that could not be saved is not started.
 """
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .atomic import write_atomically
+from .atomic import recover_folder, remove_stale_temporaries, replace_folder, temporary_path, write_atomically
 from .checkpoint import save_checkpoint
 from .data import load_mnist
 from .models import MODELS, model_device
@@ -25,6 +28,7 @@ from .recipes import RECIPES, as_config, fresh_model
 from .sampling import encode_dataset, sample_prior
 from .training import LR_SCHEDULES, train
 
+RUN_FILES = ("model.pt", "history.json", "samples.png")
 N_RECONSTRUCTIONS = 8
 N_PRIOR_SAMPLES = 16
 DEFAULT_RECIPE = "vae-20d"
@@ -142,36 +146,74 @@ def write_samples_figure(path, model, test_images, seed=0):
     write_atomically(Path(path), lambda f: fig.savefig(f, format="png", dpi=100))
 
 
+class OutputError(ValueError):
+    """--out cannot take the run: found before training starts."""
+
+
+def staging_folder(out):
+    """Check that a run can be written to `out` and return a new temporary folder beside it to write it in.
+
+    Raises OutputError naming the problem and the fix: `out` is a file, holds files other than a
+    run's (replacing the folder would delete them), or its parent cannot be written to.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; pass a folder (it will hold {', '.join(RUN_FILES)}).")
+    try:
+        recover_folder(out)  # a previous run interrupted while its folder was being replaced
+        if out.is_dir():
+            others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+            if others:
+                raise OutputError(f"--out {out} holds other files ({', '.join(others[:5])}), which replacing the run "
+                                  "folder would delete: pass a new or empty folder, or the folder of a previous run.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        staging = temporary_path(out)
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputError(f"cannot write the run to --out {out} ({type(exc).__name__}: {exc.strerror or exc}); "
+                          "pass a folder you can write to, e.g. --out ~/vae-runs/NAME.") from exc
+    return staging
+
+
 def run_train(args):
     config = config_from_args(args)
-    train_data = load_mnist("train", root=args.data)
-    test_data = load_mnist("test", root=args.data)
-    model = fresh_model(config, train_data[0])
-    changed = ", changed" if config != RECIPES[args.recipe] else ""
-    print(f"training {describe_config(config)} (recipe {args.recipe}{changed}) on {train_data[0].shape[0]} images, "
-          f"testing on {test_data[0].shape[0]}")
-    start = time.perf_counter()
-    history = train(model, train_data, test_data, device=args.device, progress=not args.no_progress,
-                    **config.train_settings)
-    seconds = time.perf_counter() - start
+    staging = staging_folder(args.out)  # before any long work: a run that cannot be saved is not started
+    try:
+        train_data = load_mnist("train", root=args.data)
+        test_data = load_mnist("test", root=args.data)
+        model = fresh_model(config, train_data[0])
+        changed = ", changed" if config != RECIPES[args.recipe] else ""
+        print(f"training {describe_config(config)} (recipe {args.recipe}{changed}) on {train_data[0].shape[0]} "
+              f"images, testing on {test_data[0].shape[0]}")
+        start = time.perf_counter()
+        history = train(model, train_data, test_data, device=args.device, progress=not args.no_progress,
+                        **config.train_settings)
+        seconds = time.perf_counter() - start
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.pt", model, history)
-    write_history(out / "history.json", history)
-    write_samples_figure(out / "samples.png", model, test_data[0], seed=config.seed)
+        save_checkpoint(staging / "model.pt", model, history)
+        write_history(staging / "history.json", history)
+        write_samples_figure(staging / "samples.png", model, test_data[0], seed=config.seed)
+        replace_folder(staging, args.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already if the run was moved into place
     print(f"done in {seconds:.0f} s ({seconds / config.epochs:.1f} s per epoch): "
           f"train loss {history['train_loss'][-1]:.2f}, test loss {history['test_loss'][-1]:.2f} nats per image "
           f"(reconstruction {history['test_reconstruction'][-1]:.2f} + KL {history['test_kl'][-1]:.2f})")
-    for name in ("model.pt", "history.json", "samples.png"):
-        print(f"wrote {out / name}")
+    for name in RUN_FILES:
+        print(f"wrote {args.out / name}")
     return 0
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "train":
-        return run_train(args)
+        try:
+            return run_train(args)
+        except OutputError as exc:
+            print(f"{parser.prog} train: error: {exc}", file=sys.stderr)
+            return 2
     raise AssertionError(f"unhandled command {args.command}")  # argparse only accepts known commands
 
 
