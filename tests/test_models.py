@@ -30,7 +30,7 @@ class LectureVAE(nn.Module):
 
 
 def copy_lecture_weights(lecture, vae):
-    pairs = [(lecture.fc1, vae.encoder.hidden), (lecture.fc21, vae.to_mu), (lecture.fc22, vae.to_logvar),
+    pairs = [(lecture.fc1, vae.encoder_hidden), (lecture.fc21, vae.to_mu), (lecture.fc22, vae.to_logvar),
              (lecture.fc3, vae.decoder.hidden), (lecture.fc4, vae.decoder.out)]
     with torch.no_grad():
         for source, target in pairs:
@@ -45,7 +45,7 @@ def n_parameters(model):
 def test_default_vae_is_the_lecture_model_784_500_20():
     vae = VAE()
     assert (vae.latent_dim, vae.hidden_dim) == (20, 500)
-    assert tuple(vae.encoder.hidden.weight.shape) == (500, 784)
+    assert tuple(vae.encoder_hidden.weight.shape) == (500, 784)
     assert tuple(vae.to_mu.weight.shape) == (20, 500)
     assert tuple(vae.to_logvar.weight.shape) == (20, 500)
     assert tuple(vae.decoder.hidden.weight.shape) == (500, 20)
@@ -68,7 +68,7 @@ def test_vae_computes_what_the_lecture_model_computes():
 
 def test_autoencoder_shares_the_building_blocks():
     ae, vae = Autoencoder(), VAE()
-    assert type(ae.encoder) is type(vae.encoder) and type(ae.decoder) is type(vae.decoder)
+    assert type(ae.encoder_hidden) is type(vae.encoder_hidden) and type(ae.decoder) is type(vae.decoder)
     # Same encoder/decoder sizes; the AE has one head (z) where the VAE has two (mu, logvar).
     assert n_parameters(vae) - n_parameters(ae) == 500 * 20 + 20
 

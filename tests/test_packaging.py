@@ -141,3 +141,11 @@ def test_machine_dependent_text_is_hidden(here, there):
 )
 def test_course_results_are_still_compared(here, there):
     assert sanitize(here) != sanitize(there)
+
+
+def test_every_package_of_the_course_is_installed():
+    # pyproject lists packages by name, so a new subpackage (vae_lesson/checks/) must be added there,
+    # or a non-editable install ships without it.
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {str(init.parent.relative_to(REPO_ROOT)).replace("/", ".") for init in (REPO_ROOT / "vae_lesson").rglob("__init__.py")}
+    assert on_disk == listed, f"pyproject.toml [tool.setuptools] packages {sorted(listed)} != packages on disk {sorted(on_disk)}"

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vae_lesson import VAE, Autoencoder, LossTerms, evaluate, train
+from vae_lesson import VAE, Autoencoder, LossTerms, evaluate, train, train_step
 from vae_lesson.data import iterate_batches, offline_sample
-from vae_lesson.training import zero_subnormal_moments
+from vae_lesson import speedups
+from vae_lesson.speedups import Speedups, zero_subnormal_moments
 
 TRAIN_KEYS = ["epoch", "train_loss", "train_reconstruction", "train_kl"]
 TEST_KEYS = ["test_loss", "test_reconstruction", "test_kl"]
@@ -186,16 +187,14 @@ def test_cosine_schedule_changes_the_result_and_stays_reproducible(digits):
 def test_the_progress_bar_redraws_at_most_once_a_second(monkeypatch, digits):
     # Ten redraws a second (tqdm's default) over a 2-minute notebook cell flooded the kernel's output
     # channel with widget messages and made nbval time out waiting for the cell's end.
-    import vae_lesson.training as training
-
     bars = []
 
     def recording_tqdm(*args, **kwargs):
         bars.append(real_tqdm(*args, **kwargs))
         return bars[-1]
 
-    real_tqdm = training.tqdm
-    monkeypatch.setattr(training, "tqdm", recording_tqdm)
+    real_tqdm = speedups.tqdm
+    monkeypatch.setattr(speedups, "tqdm", recording_tqdm)
     train(tiny(), digits[0], epochs=1, progress=True)
     assert len(bars) == 1 and bars[0].mininterval >= 1.0
 
@@ -265,11 +264,49 @@ def test_zero_subnormal_moments_leaves_normal_numbers_alone():
 
 
 def test_train_clears_subnormal_moments_every_interval_on_the_cpu(monkeypatch, digits):
-    import vae_lesson.training as training
-
     calls = []
-    monkeypatch.setattr(training, "SUBNORMAL_SWEEP_INTERVAL", 4)
-    monkeypatch.setattr(training, "zero_subnormal_moments", lambda optimizer: calls.append(optimizer))
-    train(tiny(), digits[0], epochs=2, batch_size=128, progress=False)
+    monkeypatch.setattr(speedups, "zero_subnormal_moments", lambda optimizer: calls.append(optimizer))
+    train(tiny(), digits[0], epochs=2, batch_size=128, progress=False, speedups=Speedups(subnormal_sweep_every=4))
     assert len(calls) == 4  # 2 epochs x 8 batches of 1,000 images, every 4th batch
     assert all(isinstance(optimizer, torch.optim.Adam) for optimizer in calls)
+
+
+def test_train_step_is_the_four_usual_lines(digits):
+    """zero_grad, loss, backward, step: the same weights as those lines written out, and the loss as a float."""
+    images = digits[0][0][:64]
+    model, reference = tiny(), tiny()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    for step in range(3):
+        loss = train_step(model, optimizer, images, beta=0.5, generator=torch.Generator().manual_seed(step))
+        reference_optimizer.zero_grad()
+        expected = reference.loss(images, beta=0.5, generator=torch.Generator().manual_seed(step))
+        expected.total.backward()
+        reference_optimizer.step()
+        assert isinstance(loss, float) and loss == expected.total.item()
+        assert (loss.reconstruction, loss.kl) == (expected.reconstruction.item(), expected.kl.item())
+    for (name, ours), theirs in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+
+
+def test_the_per_epoch_callback_sees_each_epoch_after_its_test_pass(digits):
+    seen = []
+    history = train(tiny(), digits[0], digits[1], epochs=3, progress=False,
+                    on_epoch_end=lambda epoch, history: seen.append((epoch, len(history["test_loss"]))))
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert len(history["epoch"]) == 3
+
+
+def test_the_speedups_change_no_weight(digits):
+    """Fused Adam and the subnormal sweep are engineering: with both off, the same steps reach the same
+    weights (up to the order of float additions inside Adam), and the sweep alone moves nothing."""
+    model, history = run(digits, epochs=2)
+    swept_never = tiny()
+    assert train(swept_never, digits[0], digits[1], epochs=2, progress=False,
+                 speedups=Speedups(subnormal_sweep_every=None)) == history
+    plain = tiny()
+    train(plain, digits[0], epochs=2, progress=False, speedups=Speedups(fused_adam=False, subnormal_sweep_every=None))
+    for (name, ours), never, theirs in zip(model.state_dict().items(), swept_never.state_dict().values(),
+                                           plain.state_dict().values()):
+        assert torch.equal(ours, never), name
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5, msg=name)

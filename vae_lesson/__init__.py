@@ -3,12 +3,13 @@
 from .data import SPLITS, OfflineSampleWarning, iterate_batches, load_mnist, offline_sample
 from .kl import kl_divergence, kl_monte_carlo
 from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
-from .models import VAE, Autoencoder, build_model, set_output_bias_to_mean_image
+from .models import VAE, Autoencoder, build_model, model_device, set_output_bias_to_mean_image
 from .reparameterize import reparameterize
+from .recipes import RECIPES, TrainingConfig, fresh_model, recipe
 from .cache import trained_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
-from .training import evaluate, train
+from .training import evaluate, train, train_step
 from .likelihood import log_likelihood
 from .collapse import active_units, encode_with_logvar, free_bits_kl, kl_per_dimension, latent_activity, warmup_beta
 from .surgery import SurgeryTerms, aggregate_log_density, elbo_surgery

@@ -1,21 +1,32 @@
-"""Train once, reuse everywhere: a cache of trained models keyed by their configuration.
+"""Train once, reuse everywhere: a cache of trained models keyed by what they were trained from.
 
-A notebook asks for, say, a 2-D VAE trained for 10 epochs; the first notebook that asks trains
-it and saves a checkpoint under checkpoints/, later ones load it in a second. Training is
-seeded, so a cached model is the same model a fresh run would train.
+A notebook asks for a model by recipe, say vl.trained_model("vae-2d"); the first notebook that asks
+trains it and saves a checkpoint under checkpoints/, later ones load it in a second. The key is
+the whole TrainingConfig, a fingerprint of the training and test images and the version of the
+training code (training.TRAINING_VERSION): an entry trained from anything else is trained again,
+never loaded. Training is seeded, so a cached model is the model a fresh run would train.
 """
 
+import dataclasses
+import hashlib
+import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .data import REPO_ROOT, load_mnist
-from .models import build_model, set_output_bias_to_mean_image
-from .training import train
+from .models import build_model
+from .recipes import as_config, fresh_model
+from .training import TRAINING_VERSION, images_of, train
 
 CACHE_ENV_VAR = "VAE_LESSON_CHECKPOINTS"
+
+
+class CacheWriteWarning(UserWarning):
+    """A trained model could not be saved to the cache; it is still returned."""
 
 
 def cache_dir():
@@ -23,44 +34,68 @@ def cache_dir():
     return Path(os.environ.get(CACHE_ENV_VAR) or REPO_ROOT / "checkpoints")
 
 
-def cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule="constant"):
-    """A file name that changes whenever anything that changes the trained weights changes."""
-    schedule = "" if lr_schedule == "constant" else f"-{lr_schedule}"
-    # "-meanbias": the models start from the mean image (set_output_bias_to_mean_image); checkpoints
-    # trained before that change have other names and are not loaded.
-    return (f"{kind}-z{latent_dim}-h{hidden_dim}-e{epochs}-beta{beta:g}-lr{lr:g}{schedule}-bs{batch_size}"
-            f"-seed{seed}-n{n_train}-meanbias")
+def data_fingerprint(images):
+    """A short hash of a tensor's shape, dtype and every value: two data sets of one size differ."""
+    images = images.detach().cpu().contiguous()
+    digest = hashlib.blake2b(f"{tuple(images.shape)} {images.dtype}".encode(), digest_size=8)
+    digest.update(images.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
-def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1.0, lr=1e-3, lr_schedule="constant",
-                  batch_size=128, seed=0, train_data=None, test_data=None, progress=True):
-    """Return (model, history) for this configuration, loading it from the cache or training it.
+def cache_identity(config, train_images, test_images):
+    """Everything a cached model depends on, as a dict of plain values (stored in its checkpoint)."""
+    return {"config": dataclasses.asdict(config), "train_data": data_fingerprint(train_images),
+            "test_data": data_fingerprint(test_images), "training_version": TRAINING_VERSION}
 
-    kind: "autoencoder" or "vae". train_data/test_data default to load_mnist("train"/"test").
-    The other arguments are those of `train` (lr_schedule: "constant" or "cosine").
-    The model's initial weights come from torch.manual_seed(seed) (without disturbing the
-    global random state), and its decoder starts at the mean training image
-    (set_output_bias_to_mean_image), so the result depends only on the arguments and the data.
+
+def cache_key(identity):
+    """A file name for a cache_identity: readable sizes, then a hash of the whole identity."""
+    config = identity["config"]
+    digest = hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=8).hexdigest()
+    return f"{config['kind']}-z{config['latent_dim']}-h{config['hidden_dim']}-e{config['epochs']}-{digest}"
+
+
+def load_entry(path, identity, model_config):
+    """(model, history) from the cache entry at `path` if it is readable, holds a model of `model_config`
+    and was trained from `identity`; None otherwise (such an entry is trained again, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = read_checkpoint(path)
+        if payload["metadata"] != identity or payload["config"] != model_config:
+            return None
+        model = load_weights(build_model(payload["config"]), payload, path)
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError):
+        return None
+    return model, payload["history"]
+
+
+def trained_model(recipe, *, train_data=None, test_data=None, progress=True, **changes):
+    """Return (model, history) for a recipe, loading it from the cache or training it.
+
+    recipe: a name from vae_lesson.RECIPES ("ae-2d", "vae-2d", "vae-20d-lecture", ...) or a
+    TrainingConfig. changes: fields of the config to change, e.g. beta=4.0.
+    train_data/test_data: images or (images, labels) pairs; default load_mnist("train"/"test").
+    The model starts from recipes.fresh_model (seeded weights, the decoder at the mean training
+    image) and is trained with vae_lesson.train, so the result depends only on the config and the data.
     """
+    config = as_config(recipe, **changes)
     if train_data is None:
         train_data = load_mnist("train")
     if test_data is None:
         test_data = load_mnist("test")
-    train_images = train_data[0] if isinstance(train_data, (tuple, list)) else train_data
-    n_train = train_images.shape[0]
-    key = cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule)
-    path = cache_dir() / f"{key}.pt"
-    config = {"kind": kind, "latent_dim": latent_dim, "hidden_dim": hidden_dim}
-    if path.is_file():
-        try:
-            return load_checkpoint(path)
-        except ValueError:
-            pass  # an unreadable cache entry is retrained and overwritten, never trusted
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(config)
-    set_output_bias_to_mean_image(model, train_images)
-    history = train(model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr,
-                    lr_schedule=lr_schedule, beta=beta, seed=seed, progress=progress)
-    save_checkpoint(path, model, history)
+    train_images, test_images = images_of(train_data, "train_data"), images_of(test_data, "test_data")
+    identity = cache_identity(config, train_images, test_images)
+    path = cache_dir() / f"{cache_key(identity)}.pt"
+    cached = load_entry(path, identity, config.model_config)
+    if cached is not None:
+        return cached
+    model = fresh_model(config, train_images)
+    history = train(model, train_images, test_images, progress=progress, **config.train_settings)
+    try:
+        save_checkpoint(path, model, history, metadata=identity)
+    except OSError as exc:
+        warnings.warn(f"the trained model could not be saved to the cache at {path} ({exc}); it is returned, "
+                      f"but will be trained again next time. Set {CACHE_ENV_VAR} to a folder you can write to, "
+                      "to keep it.", CacheWriteWarning, stacklevel=2)
     return model, history

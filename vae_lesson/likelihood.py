@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .kl import gaussian_log_density
-from .models import flatten_images
+from .models import flatten_images, model_device
 
 # Most decoder rows (image x sample pairs) evaluated at once: 10,000 rows of 784 float32 logits
 # is ~31 MB, so k=1000 on the whole test set stays well under 1 GB whatever the batch size.
@@ -45,7 +45,7 @@ def log_likelihood(vae, images, k=1000, *, batch_size=100, generator=None):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     k, batch_size = int(k), int(batch_size)
     flat = flatten_images(images)
-    device = next(vae.parameters()).device
+    device = model_device(vae)
     was_training = vae.training
     vae.eval()
     estimates = []

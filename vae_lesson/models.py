@@ -30,15 +30,9 @@ def flatten_images(images):
     )
 
 
-class Encoder(nn.Module):
-    """784 pixels -> hidden features (Linear + ReLU)."""
-
-    def __init__(self, hidden_dim):
-        super().__init__()
-        self.hidden = nn.Linear(N_PIXELS, hidden_dim)
-
-    def forward(self, images):
-        return torch.relu(self.hidden(flatten_images(images)))
+def model_device(model):
+    """The device a model's parameters live on (the course's models keep them all on one)."""
+    return next(model.parameters()).device
 
 
 class Decoder(nn.Module):
@@ -54,7 +48,7 @@ class Decoder(nn.Module):
 
 
 class _LatentModel(nn.Module):
-    """What both models share: sizes, a decoder, and decoding to images."""
+    """What both models share: sizes, the encoder's hidden layer, a decoder, and decoding to images."""
 
     kind = None  # "autoencoder" or "vae"; used in checkpoints and caches
 
@@ -64,13 +58,19 @@ class _LatentModel(nn.Module):
             raise ValueError(f"latent_dim and hidden_dim must be positive, got {latent_dim} and {hidden_dim}.")
         self.latent_dim = int(latent_dim)
         self.hidden_dim = int(hidden_dim)
-        self.encoder = Encoder(hidden_dim)
+        # The first layer of both encoders (each model adds its own head); created first, as the
+        # order in which layers draw their initial weights decides which weights a seed gives.
+        self.encoder_hidden = nn.Linear(N_PIXELS, hidden_dim)
         self.decoder = Decoder(latent_dim, hidden_dim)
 
     @property
     def config(self):
         """The architecture as a plain dict: enough to rebuild the model (see checkpoint.py)."""
         return {"kind": self.kind, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim}
+
+    def hidden_features(self, images):
+        """images (N, 1, 28, 28) or (N, 784) -> h = ReLU(W x + b), (N, hidden_dim): the encoders' shared layer."""
+        return torch.relu(self.encoder_hidden(flatten_images(images)))
 
     def decode_logits(self, z):
         """z: (N, latent_dim) -> logits (N, 784)."""
@@ -95,7 +95,7 @@ class Autoencoder(_LatentModel):
 
     def encode(self, images):
         """images: (N, 1, 28, 28) or (N, 784) -> z: (N, latent_dim)."""
-        return self.to_latent(self.encoder(images))
+        return self.to_latent(self.hidden_features(images))
 
     def forward(self, images, generator=None):
         """Returns (logits (N, 784), z). `generator` is accepted and unused, like the VAE's."""
@@ -123,7 +123,7 @@ class VAE(_LatentModel):
 
     def encode(self, images):
         """images -> (mu, logvar), each (N, latent_dim): the Gaussian q(z|x)."""
-        h = self.encoder(images)
+        h = self.hidden_features(images)
         return self.to_mu(h), self.to_logvar(h)
 
     def forward(self, images, generator=None):
@@ -152,8 +152,8 @@ def set_output_bias_to_mean_image(model, images):
     images: (N, 1, 28, 28) or (N, 784) in [0, 1], the training images. The output weights start
     small, so an untrained decoder then draws the mean image (clamped to [0.001, 0.999]) for any z,
     instead of grey noise, and the first steps are not spent learning that the border is black.
-    The course trains every model from this start (vae_lesson.cache, the command line); for the
-    784-400-20 VAE it lowers the test loss after 10 epochs by about 0.5 nats (benchmarks/).
+    The course trains every model from this start (recipes.fresh_model); it ends training a few
+    tenths of a nat lower (benchmarks/README.md).
     Returns the model.
     """
     pixels = flatten_images(images)

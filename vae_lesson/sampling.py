@@ -7,11 +7,7 @@ is no generator: nothing made its latent space look like N(0, I).
 import torch
 
 from .data import iterate_batches
-from .models import flatten_images
-
-
-def _device(model):
-    return next(model.parameters()).device
+from .models import flatten_images, model_device
 
 
 def _latent_means(model, images):
@@ -24,7 +20,7 @@ def _latent_means(model, images):
 def sample_prior(model, n, generator=None):
     """Decode n draws z ~ N(0, I) of shape (n, latent_dim); returns images (n, 1, 28, 28)."""
     model.eval()
-    z = torch.randn(n, model.latent_dim, generator=generator, device=_device(model))
+    z = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
     return model.decode(z)
 
 
@@ -32,7 +28,7 @@ def sample_prior(model, n, generator=None):
 def encode_dataset(model, images, batch_size=2000):
     """Latent codes for many images: (N, latent_dim); the means mu for a VAE. Returned on the CPU."""
     model.eval()
-    device = _device(model)
+    device = model_device(model)
     parts = [_latent_means(model, batch.to(device)).cpu()
              for (batch,) in iterate_batches(images, batch_size=batch_size, shuffle=False)]
     return torch.cat(parts)
@@ -48,7 +44,7 @@ def interpolate(model, x_a, x_b, steps=10):
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}.")
     model.eval()
-    device = _device(model)
+    device = model_device(model)
     ends = torch.cat([flatten_images(x.reshape(1, -1)) for x in (x_a, x_b)]).to(device)
     z_a, z_b = _latent_means(model, ends)
     t = torch.linspace(0, 1, steps, device=device).unsqueeze(1)
@@ -76,5 +72,5 @@ def latent_grid(model, n=15, low=0.05, high=0.95):
     model.eval()
     values = latent_grid_coordinates(n, low, high)
     z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(_device(model))
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(model_device(model))
     return model.decode(z)

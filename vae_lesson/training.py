@@ -1,24 +1,36 @@
 """Training and evaluation for both models, on in-memory tensors.
 
-One loop serves the autoencoder and the VAE: each model's `loss(images, beta, generator)`
-returns LossTerms(total, reconstruction, kl), and the loop minimises `total` with Adam.
-Everything random (the batch order and the VAE's noise) comes from generators seeded
-with `seed`, so the same seed on the same machine gives an identical history.
+The loop is the usual one (pytorch/examples' VAE): for every batch, zero the gradients, compute
+the loss, backpropagate, take an Adam step (`train_step`); after every epoch, the test loss.
+Each model's `loss(images, beta, generator)` returns LossTerms(total, reconstruction, kl), so one
+loop serves the autoencoder and the VAE. Everything random (the batch order and the VAE's noise)
+comes from generators seeded with `seed`: the same seed on the same machine gives the same history.
+What makes it fast on a CPU lives in speedups.py and changes no result.
 """
 
 import math
 
 import torch
-from tqdm.auto import tqdm
 
 from .data import iterate_batches
 from .loss import LossTerms
+from .models import model_device
+from .speedups import Speedups, adam, after_step, progress_bar
 
-LR_SCHEDULES = ("constant", "cosine")
-PROGRESS_INTERVAL_S = 1.0
+# The version of the training behaviour: bump it whenever a change here (or in the models, the
+# losses, the seeded start) changes the weights a configuration trains to. Cached models trained by
+# another version are retrained (vae_lesson.cache); tests/test_recipes.py pins what this version learns.
+TRAINING_VERSION = 1
+
+# Learning-rate schedules by name: (optimizer, total number of steps) -> a scheduler stepped after
+# every batch, or None to keep the rate at lr. "cosine" lowers it along half a cosine,
+# lr * (1 + cos(pi * step / total_steps)) / 2, to zero at the last batch.
+LR_SCHEDULERS = {
+    "constant": lambda optimizer, total_steps: None,
+    "cosine": lambda optimizer, total_steps: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps),
+}
+LR_SCHEDULES = tuple(LR_SCHEDULERS)
 HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "test_reconstruction", "test_kl")
-# On a CPU, train() clears subnormal numbers out of Adam's state every this many batches (see below).
-SUBNORMAL_SWEEP_INTERVAL = 32
 
 
 def resolve_device(device=None):
@@ -26,8 +38,8 @@ def resolve_device(device=None):
     return torch.device("cpu" if device is None else device)
 
 
-def _images_of(data, name):
-    """Accept an images tensor or an (images, labels) pair, as load_mnist returns it."""
+def images_of(data, name):
+    """Accept an images tensor or an (images, labels) pair, as load_mnist returns it; return the images."""
     images = data[0] if isinstance(data, (tuple, list)) else data
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} must be an images tensor or an (images, labels) pair, got {type(images).__name__}.")
@@ -36,31 +48,26 @@ def _images_of(data, name):
     return images
 
 
-def _model_device(model):
-    return next(model.parameters()).device
+class StepLoss(float):
+    """A batch's loss (nats per image) as a float, carrying its two terms for the history."""
+
+    def __new__(cls, terms):
+        loss = super().__new__(cls, terms.total.item())
+        loss.reconstruction, loss.kl = terms.reconstruction.item(), terms.kl.item()
+        return loss
 
 
-@torch.no_grad()
-def zero_subnormal_moments(optimizer):
-    """Set every number in the optimizer's state smaller in size than the dtype's smallest normal
-    number (float32: ~1.2e-38) to zero, in place. Returns how many it changed.
+def train_step(model, optimizer, images, *, beta=1.0, generator=None):
+    """One step of gradient descent on a batch; returns the batch's loss, nats per image, as a float.
 
-    Why: a ReLU unit that never fires gets gradients of exactly 0, so Adam multiplies its running
-    mean by 0.9 at every step. That sinks into the subnormal floats and stays there, because 0.9 times
-    the smallest of them rounds back to itself. x86 CPUs compute on subnormals many times slower: with
-    the 784-400-20 VAE about a third of the encoder's units die early, and without this sweep an epoch
-    took 2.07-2.21 s instead of 1.94-2.03 s (benchmarks/bench_training.py --no-subnormal-sweep).
-    Zeroing them moves no weight (the update they make is ~1e-37), and it is what the CPU's
-    flush-to-zero mode would do, which torch.set_flush_denormal sets for the calling thread only.
+    images: (B, 1, 28, 28) on the model's device. beta weighs the KL term (the VAE's loss);
+    generator seeds the VAE's noise. The float also carries .reconstruction and .kl.
     """
-    changed = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                subnormal = (value != 0) & (value.abs() < torch.finfo(value.dtype).tiny)
-                changed += int(subnormal.sum())
-                value.masked_fill_(subnormal, 0.0)
-    return changed
+    optimizer.zero_grad()
+    terms = model.loss(images, beta=beta, generator=generator)
+    terms.total.backward()
+    optimizer.step()
+    return StepLoss(terms)
 
 
 @torch.no_grad()
@@ -70,8 +77,8 @@ def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
     images: tensor (N, 1, 28, 28) or an (images, labels) pair. For the VAE the noise is drawn
     from a generator seeded with `seed`, so the number is repeatable. Returns LossTerms of floats.
     """
-    images = _images_of(images, "images")
-    device = _model_device(model)
+    images = images_of(images, "images")
+    device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -84,84 +91,65 @@ def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
 
 
 def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3, lr_schedule="constant", beta=1.0,
-          seed=0, device=None, progress=True):
+          seed=0, device=None, progress=True, on_epoch_end=None, speedups=None):
     """Train `model` with Adam on in-memory images; return the per-epoch history.
 
     train_data, test_data: images (N, 1, 28, 28) or (images, labels) pairs.
     lr_schedule: "constant" keeps the learning rate at `lr`; "cosine" lowers it after every batch
-    along half a cosine, lr * (1 + cos(pi * step / total_steps)) / 2, to zero at the last batch.
+    along half a cosine, to zero at the last batch.
+    on_epoch_end: called as on_epoch_end(epoch, history) after each epoch (and its test pass).
+    speedups: a speedups.Speedups (default: all on); none of them changes the result.
     Returns a dict of lists, one value per epoch: "epoch", "train_loss", "train_reconstruction",
-    "train_kl" (running means over the epoch's batches) and, with test_data, "test_loss",
+    "train_kl" (means over the epoch's batches) and, with test_data, "test_loss",
     "test_reconstruction", "test_kl" (evaluated after the epoch). Losses are nats per image.
     Raises FloatingPointError naming the epoch and batch if the loss stops being finite.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    if lr_schedule not in LR_SCHEDULES:
+    if lr_schedule not in LR_SCHEDULERS:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
+    speedups = Speedups() if speedups is None else speedups
     device = resolve_device(device)
-    train_images = _images_of(train_data, "train_data").to(device)
-    test_images = None if test_data is None else _images_of(test_data, "test_data")
+    train_images = images_of(train_data, "train_data").to(device)
+    test_images = None if test_data is None else images_of(test_data, "test_data")
     model.to(device)
     model.train()
-    # fused=True: the same Adam update, computed for all parameters in one pass. PyTorch's default
-    # on a CPU is a loop over the parameter tensors, which took ~40% of each training step of the
-    # 784-400-20 VAE (torch.profiler); benchmarks/bench_training.py measured an epoch, test pass
-    # included, at 1.9-2.1 s fused against 2.1-2.2 s before, on 2 cores.
-    fused = device.type in ("cpu", "cuda")  # not every device has it ("mps" before torch 2.5)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
-    sweep_subnormals = device.type == "cpu"  # GPUs compute on subnormal numbers at full speed
+    optimizer = adam(model.parameters(), lr, device, speedups)
+    n_batches = -(-train_images.shape[0] // batch_size)
+    scheduler = LR_SCHEDULERS[lr_schedule](optimizer, epochs * n_batches)
     shuffle_generator = torch.Generator().manual_seed(seed)
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
-
     history = {"epoch": []}
     history.update({key: [] for key in HISTORY_KEYS if test_images is not None or key.startswith("train")})
-    n_batches = -(-train_images.shape[0] // batch_size)
-    scheduler = None
-    if lr_schedule == "cosine":
-        # Big steps while the loss is high, small ones at the end to settle into a minimum. It pays
-        # with a higher starting rate (the course's 20-D VAE: 2e-3 cosine ends at 102.05 after 30 epochs,
-        # constant 1e-3 at 102.4); at the same rate over a short run it can end higher (benchmarks/).
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * n_batches)
-    # One redraw a second (tqdm's default is ten): in JupyterLab every redraw of the bar is a widget
-    # message, and a long training run at ten a second floods the kernel's output channel, enough that
-    # nbval (which waits at most 5 s for each message after a cell ends) times out.
-    bar = tqdm(total=epochs * n_batches, desc=f"training {model.kind}", unit="batch", mininterval=PROGRESS_INTERVAL_S,
-               disable=not progress)
-    try:
+
+    step = 0
+    with progress_bar(epochs * n_batches, f"training {model.kind}", progress, speedups) as bar:
         for epoch in range(1, epochs + 1):
             sums = [0.0, 0.0, 0.0]  # total, reconstruction, KL, each times the batch size
-            for batch_index, (batch,) in enumerate(
-                iterate_batches(train_images, batch_size=batch_size, generator=shuffle_generator), start=1
-            ):
-                terms = model.loss(batch, beta=beta, generator=noise_generator)
-                values = [t.item() for t in terms]  # three numbers for the history: cheaper than tensor ops
-                if not math.isfinite(values[0]):
+            batches = iterate_batches(train_images, batch_size=batch_size, generator=shuffle_generator)
+            for batch_index, (images,) in enumerate(batches, start=1):
+                loss = train_step(model, optimizer, images, beta=beta, generator=noise_generator)
+                if not math.isfinite(loss):
                     raise FloatingPointError(
-                        f"the loss became {values[0]} at epoch {epoch}, batch {batch_index}: training "
+                        f"the loss became {loss} at epoch {epoch}, batch {batch_index}: training "
                         f"stopped. Try a smaller learning rate (lr={lr}) or check the loss function."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                terms.total.backward()
-                optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-                if sweep_subnormals and ((epoch - 1) * n_batches + batch_index) % SUBNORMAL_SWEEP_INTERVAL == 0:
-                    zero_subnormal_moments(optimizer)
-                sums = [total + value * batch.shape[0] for total, value in zip(sums, values)]
+                step += 1
+                after_step(optimizer, step, device, speedups)
+                sums = [total + value * images.shape[0] for total, value in zip(sums, (loss, loss.reconstruction, loss.kl))]
                 bar.update(1)
-            means = [total / train_images.shape[0] for total in sums]
+
             history["epoch"].append(epoch)
-            for key, value in zip(("train_loss", "train_reconstruction", "train_kl"), means):
-                history[key].append(value)
-            postfix = {"epoch": epoch, "train_loss": f"{means[0]:.1f}"}
+            for key, total in zip(("train_loss", "train_reconstruction", "train_kl"), sums):
+                history[key].append(total / train_images.shape[0])
             if test_images is not None:
                 test_terms = evaluate(model, test_images, beta=beta, seed=seed)
                 for key, value in zip(("test_loss", "test_reconstruction", "test_kl"), test_terms):
                     history[key].append(value)
-                postfix["test_loss"] = f"{test_terms.total:.1f}"
-            bar.set_postfix(postfix)
-    finally:
-        bar.close()
+            bar.set_postfix({key: f"{values[-1]:.1f}" for key, values in history.items() if key.endswith("_loss")})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
     model.eval()
     return history

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .models import model_device
 from .plotting import digit_legend, plot_latent_scatter
 
 CSS_PREFIX = "vae-lesson"  # class names a browser test finds the widgets by, e.g. "vae-lesson-ae-image"
@@ -138,7 +139,7 @@ class LatentExplorer:
                                             ("vae", self.vae_image, self.vae_scatter, self.vae_marker)):
             model = self.models[key]
             model.eval()
-            z = torch.tensor([self.point], dtype=torch.float32, device=next(model.parameters()).device)
+            z = torch.tensor([self.point], dtype=torch.float32, device=model_device(model))
             image.value = _png_of_digit(model.decode(z)[0, 0].cpu().numpy())
             marker.set_data([self.z1.value], [self.z2.value])
             scatter.value = _png_of_figure(self._figures[key])

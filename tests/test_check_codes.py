@@ -1,0 +1,46 @@
+"""Every diagnosis code in the checks' mistakes tables is reached by a student-like wrong function.
+
+Each exercise module of vae_lesson.checks lists its codes in CODES; tests/test_check_<name>.py has
+the MISTAKES catalogue whose rows are asserted (there) to produce their code. A code no catalogue
+row reaches is either a mistake no test shows the check can recognise, or dead: add the wrong
+function that makes it, or delete the row.
+"""
+
+import importlib
+
+import pytest
+
+from vae_lesson import checks
+
+from test_check_harness import HARNESS_CASES
+
+CATALOGUES = {
+    module.__name__.rsplit(".", 1)[1]: importlib.import_module(f"test_check_{module.__name__.rsplit('.', 1)[1]}")
+    for module in checks.EXERCISES
+}
+
+
+def _reached(name):
+    return {row[2] for row in CATALOGUES[name].MISTAKES}
+
+
+@pytest.mark.parametrize("module", checks.EXERCISES, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_every_code_of_an_exercise_is_reached(module):
+    name = module.__name__.rsplit(".", 1)[1]
+    unreached = sorted(set(module.CODES) - _reached(name))
+    assert not unreached, f"checks.{name}: no wrong function in tests/test_check_{name}.py reaches {unreached}"
+
+
+@pytest.mark.parametrize("module", checks.EXERCISES, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_every_catalogue_code_is_in_a_table(module):
+    name = module.__name__.rsplit(".", 1)[1]
+    shared = {row.code for row in checks.OUTPUT_TYPE_MISTAKES + checks.INPUT_MISTAKES}
+    unknown = sorted(_reached(name) - set(module.CODES) - shared)
+    assert not unknown, f"tests/test_check_{name}.py names codes no table of checks.{name} has: {unknown}"
+
+
+def test_every_shared_code_is_reached():
+    reached = set().union(*(_reached(name) for name in CATALOGUES)) | {case[0] for case in HARNESS_CASES}
+    shared = [row.code for row in checks.OUTPUT_TYPE_MISTAKES + checks.INPUT_MISTAKES] + list(checks.HARNESS_CODES)
+    unreached = sorted(set(shared) - reached)
+    assert not unreached, f"no test reaches the harness's codes {unreached}"

@@ -1,0 +1,49 @@
+"""Exercise checks: run a student's function, compare it with the reference, and name the mistake.
+
+Each ``check_*`` function takes the student's function, runs it on inputs chosen so that every
+classic mistake gives a recognisably different answer, and returns a `CheckResult`: ``.passed``,
+``.message`` (the diagnosis), a hint and the formula to compare with. A wrong answer never
+raises; it explains. The checks judge behaviour, never source text; they are deterministic
+(fixed seeds, the caller's random state restored afterwards) and take well under a second on a CPU.
+
+The exercises and the exact signatures the notebooks ask for, one module each:
+
+    reparameterize(mu, logvar) -> z                  mu, logvar, z: (batch, latent_dim)
+    kl_divergence(mu, logvar) -> kl                  kl: (batch,), one KL per example
+    vae_loss(logits, images, mu, logvar) -> loss     a scalar tensor: negative ELBO per image
+    sample_prior(model, n) -> images                 (n, 1, 28, 28) pixel probabilities
+
+After a check, `use_if_passed` picks the student's function or the reference, so the lesson
+continues either way.
+
+Layout: `result` (CheckResult, use_if_passed), `harness` (run_check, Check, Mistake, snapshot,
+closeness), `guard` (each call of the student's function: global settings put back, a time limit,
+printing capped), `errors` (a hint for an exception, from its type and the torch function that
+raised), `normal_draws` (the one test for "fresh independent N(0, 1) draws"), and one module per
+exercise, named after the function the student writes.
+
+How to add a mistake: in the exercise's module, add one `Mistake(code, recognise, message, hint)`
+row to the table whose facts can recognise it (rows are tried in order; put a specific row before
+the general one it refines), and add the student-like wrong function that makes it to that
+exercise's MISTAKES catalogue in tests/test_check_<exercise>.py. tests/test_check_codes.py fails
+while any code in a module's CODES is reached by no catalogue entry.
+
+How to add an exercise `foo`: write `checks/foo.py` with its FORMULA, mistakes tables, `CODES =
+codes(...)` and `check_foo(fn)`, which calls `run_check(exercise, FORMULA, fn, body, "check_foo",
+signature, ERROR_HINTS)` with a `body(check)` that calls the student's function through
+`check.call`, stops with `check.fail_first(TABLE, facts)` and returns the success message;
+ERROR_HINTS holds its `errors.ErrorHint` rows for exceptions its students typically hit. Import
+`check_foo` below and add the module to EXERCISES; write tests/test_check_foo.py with CORRECT and
+MISTAKES catalogues (test_check_codes.py finds it by the module's name).
+"""
+
+from . import guard, kl_divergence, reparameterize, sample_prior, vae_loss
+from .harness import HARNESS_CODES, INPUT_MISTAKES, OUTPUT_TYPE_MISTAKES, Mistake
+from .kl_divergence import check_kl_divergence
+from .reparameterize import check_reparameterize
+from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult, use_if_passed
+from .sample_prior import check_sample_prior
+from .vae_loss import check_vae_loss
+
+# Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
+EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior)
