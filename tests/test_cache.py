@@ -84,7 +84,7 @@ def test_a_changed_configuration_trains_again(digits, train_calls, tmp_path):
 def test_the_key_changes_with_every_field_the_data_and_the_training_version(digits, monkeypatch):
     train_images, test_images = digits
     changes = dict(kind="autoencoder", latent_dim=20, hidden_dim=400, epochs=30, batch_size=64, lr=3e-4,
-                   lr_schedule="cosine", beta=4.0, seed=1)
+                   lr_schedule="cosine", beta=4.0, seed=1, warmup_epochs=2, free_bits=0.5)
     assert set(changes) == {field.name for field in dataclasses.fields(TrainingConfig)}  # a new field is tested too
     keys = {cache.cache_key(cache.cache_identity(CONFIG, train_images, test_images))}
     for name, value in changes.items():

@@ -239,3 +239,20 @@ def test_stale_temporary_folders_of_killed_runs_are_cleaned_up(tmp_path, fake_mn
         os.utime(folder, (0, 0))
     cli.main(TINY + [str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", running.name, fresh_dead.name])
+
+
+def test_the_remedies_for_collapse_are_options(tmp_path, fake_mnist, monkeypatch):
+    seen = []
+    real_train = cli.train
+
+    def recording_train(model, *args, **kwargs):
+        seen.append(kwargs)
+        return real_train(model, *args, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(cli, "train", recording_train)
+    cli.main(["train", "--recipe", "vae-20d-beta4-free-bits", "--hidden-dim", "8", "--no-progress",
+              "--out", str(tmp_path / "a")])
+    cli.main(["train", "--recipe", "vae-20d", "--hidden-dim", "8", "--warmup-epochs", "3", "--free-bits", "0.25",
+              "--no-progress", "--out", str(tmp_path / "b")])
+    assert (seen[0]["beta"], seen[0]["free_bits"], seen[0]["warmup_epochs"]) == (4.0, 0.5, 0)
+    assert (seen[1]["beta"], seen[1]["free_bits"], seen[1]["warmup_epochs"]) == (1.0, 0.25, 3)

@@ -155,6 +155,8 @@ def test_recipe_names_and_changes():
     ("lr_schedule", "linear", r"lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"),
     ("beta", -1.0, "beta must be zero or positive .*got -1.0"),
     ("seed", "0", "seed must be a whole number, got '0'"),
+    ("warmup_epochs", -1, r"warmup_epochs must be a whole number >= 0 \(0: no warm-up\), got -1"),
+    ("free_bits", -0.5, r"free_bits must be a number of nats >= 0 \(0: off\), got -0.5"),
 ])
 def test_a_bad_config_is_refused_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -35,7 +35,7 @@ DEFAULT_RECIPE = "vae-20d"
 # Command-line option -> TrainingConfig field: an option given on the command line overrides the recipe.
 CONFIG_OPTIONS = {"model": "kind", "latent_dim": "latent_dim", "hidden_dim": "hidden_dim", "epochs": "epochs",
                   "batch_size": "batch_size", "lr": "lr", "lr_schedule": "lr_schedule", "beta": "beta",
-                  "seed": "seed"}
+                  "seed": "seed", "warmup_epochs": "warmup_epochs", "free_bits": "free_bits"}
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -93,6 +93,10 @@ def build_parser():
     t.add_argument("--beta", type=_non_negative_float,
                    help=f"weight of the KL term: 1 is the ELBO; ignored by the autoencoder ({default.beta:g})")
     t.add_argument("--seed", type=int, help=f"seeds the initial weights, batch order and noise ({default.seed})")
+    t.add_argument("--warmup-epochs", type=int, help="KL warm-up: raise the KL's weight from 0 to beta over this "
+                   f"many epochs ({default.warmup_epochs})")
+    t.add_argument("--free-bits", type=_non_negative_float,
+                   help=f"floor in nats on each latent dimension's KL in the loss; 0 is off ({default.free_bits:g})")
     t.add_argument("--device", default=None, help="cpu, cuda or mps (default: cpu)")
     t.add_argument("--data", type=Path, default=None,
                    help="folder holding MNIST/raw/ (default: $VAE_LESSON_DATA, else data/ in the repository)")
@@ -104,7 +108,9 @@ def build_parser():
 def describe_config(config):
     """One line: the model and how it is trained."""
     return (f"{config.kind} 784-{config.hidden_dim}-{config.latent_dim}, {config.epochs} epochs, batch "
-            f"{config.batch_size}, lr {config.lr:g} {config.lr_schedule}" + (f", beta {config.beta:g}" if config.beta != 1 else ""))
+            f"{config.batch_size}, lr {config.lr:g} {config.lr_schedule}" + (f", beta {config.beta:g}" if config.beta != 1 else "")
+            + (f", KL warm-up over {config.warmup_epochs} epochs" if config.warmup_epochs else "")
+            + (f", free bits {config.free_bits:g} nats" if config.free_bits else ""))
 
 
 def config_from_args(args):

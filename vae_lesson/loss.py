@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .collapse import free_bits_kl
 from .kl import kl_divergence
 
 
@@ -36,15 +37,17 @@ def reconstruction_loss(logits, images):
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n
 
 
-def vae_loss(logits, images, mu, logvar, beta=1.0):
+def vae_loss(logits, images, mu, logvar, beta=1.0, free_bits=0.0):
     """Negative ELBO: reconstruction + beta * KL(q(z|x) || N(0, I)), per image.
 
-    beta=1 is the true ELBO; other values give the beta-VAE trade-off.
-    Returns LossTerms(total, reconstruction, kl) of scalar tensors.
+    beta=1 is the true ELBO; other values give the beta-VAE trade-off. free_bits > 0 trains on
+    the KL with a floor of free_bits nats per latent dimension (collapse.free_bits_kl) instead.
+    Returns LossTerms(total, reconstruction, kl) of scalar tensors; kl is always the plain KL.
     """
     reconstruction = reconstruction_loss(logits, images)
     kl = kl_divergence(mu, logvar).mean()
-    return LossTerms(reconstruction + beta * kl, reconstruction, kl)
+    trained_kl = free_bits_kl(mu, logvar, free_bits) if free_bits else kl
+    return LossTerms(reconstruction + beta * trained_kl, reconstruction, kl)
 
 
 def autoencoder_loss(logits, images):

@@ -102,8 +102,8 @@ class Autoencoder(_LatentModel):
         z = self.encode(images)
         return self.decode_logits(z), z
 
-    def loss(self, images, beta=1.0, generator=None):
-        """Reconstruction loss in nats per image (beta has nothing to weigh here)."""
+    def loss(self, images, beta=1.0, generator=None, free_bits=0.0):
+        """Reconstruction loss in nats per image (beta and free_bits have no KL to act on here)."""
         logits, _ = self(images)
         return autoencoder_loss(logits, images)
 
@@ -132,10 +132,10 @@ class VAE(_LatentModel):
         z = reparameterize(mu, logvar, generator=generator)
         return self.decode_logits(z), mu, logvar
 
-    def loss(self, images, beta=1.0, generator=None):
-        """Negative ELBO terms (total, reconstruction, kl) in nats per image."""
+    def loss(self, images, beta=1.0, generator=None, free_bits=0.0):
+        """Negative ELBO terms (total, reconstruction, kl) in nats per image; free_bits: see vae_loss."""
         logits, mu, logvar = self(images, generator=generator)
-        return vae_loss(logits, images, mu, logvar, beta=beta)
+        return vae_loss(logits, images, mu, logvar, beta=beta, free_bits=free_bits)
 
 
 MODELS = {cls.kind: cls for cls in (Autoencoder, VAE)}

@@ -37,6 +37,10 @@ class TrainingConfig:
     """Weight of the KL term: 1 is the ELBO; other values give a beta-VAE (the autoencoder ignores it)."""
     seed: int = 0
     """Seeds the initial weights, the batch order and the VAE's noise."""
+    warmup_epochs: int = 0
+    """KL warm-up: the KL's weight rises linearly from 0 to beta over this many epochs (0: beta from the start)."""
+    free_bits: float = 0.0
+    """Free bits: each latent dimension's KL, averaged over the batch, counts as at least this many nats (0: off)."""
 
     def __post_init__(self):
         if self.kind not in MODELS:
@@ -53,9 +57,14 @@ class TrainingConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         if not isinstance(self.beta, (int, float)) or not self.beta >= 0:
             raise ValueError(f"beta must be zero or positive (the weight of the KL term), got {self.beta!r}.")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be a whole number >= 0 (0: no warm-up), got {self.warmup_epochs!r}.")
+        if isinstance(self.free_bits, bool) or not isinstance(self.free_bits, (int, float)) or not self.free_bits >= 0:
+            raise ValueError(f"free_bits must be a number of nats >= 0 (0: off), got {self.free_bits!r}.")
         # Stored as floats, so that beta=4 and beta=4.0 are one config (and one cache entry).
         object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "beta", float(self.beta))
+        object.__setattr__(self, "free_bits", float(self.free_bits))
 
     @property
     def model_config(self):
@@ -65,7 +74,8 @@ class TrainingConfig:
     @property
     def train_settings(self):
         """The keyword arguments of vae_lesson.train that this config fixes."""
-        return {name: getattr(self, name) for name in ("epochs", "batch_size", "lr", "lr_schedule", "beta", "seed")}
+        return {name: getattr(self, name) for name in ("epochs", "batch_size", "lr", "lr_schedule", "beta", "seed",
+                                                      "warmup_epochs", "free_bits")}
 
     def replace(self, **changes):
         """A copy with some fields changed, e.g. config.replace(beta=4.0); an unknown name raises a TypeError."""
@@ -89,6 +99,14 @@ RECIPES = {
     # Lesson 5's beta sweep: short runs of a 2-D VAE at several beta (trained_model(..., beta=...)).
     "vae-2d-beta-sweep": TrainingConfig(kind="vae", latent_dim=2, epochs=3, batch_size=256, lr=2e-3,
                                         lr_schedule="cosine"),
+    # Lesson 8: the lecture's 20-D VAE and recipe, 5 epochs instead of 30, at several beta
+    # (trained_model(..., beta=...)), and at beta 4 with each of the two remedies for collapse.
+    "vae-20d-collapse-sweep": TrainingConfig(kind="vae", latent_dim=20, epochs=5, batch_size=256, lr=2e-3,
+                                             lr_schedule="cosine"),
+    "vae-20d-beta4-warmup": TrainingConfig(kind="vae", latent_dim=20, epochs=5, batch_size=256, lr=2e-3,
+                                           lr_schedule="cosine", beta=4.0, warmup_epochs=2),
+    "vae-20d-beta4-free-bits": TrainingConfig(kind="vae", latent_dim=20, epochs=5, batch_size=256, lr=2e-3,
+                                              lr_schedule="cosine", beta=4.0, free_bits=0.5),
     # `python -m vae_lesson train` without --recipe: a 20-D VAE with the default settings.
     "vae-20d": TrainingConfig(kind="vae", latent_dim=20),
     # benchmarks/bench_training.py: the 784-400-20 VAE, batch 128, Adam 1e-3, as pytorch/examples trains it.

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from .collapse import warmup_beta
 from .data import iterate_batches
 from .loss import LossTerms
 from .models import model_device
@@ -57,14 +58,17 @@ class StepLoss(float):
         return loss
 
 
-def train_step(model, optimizer, images, *, beta=1.0, generator=None):
+def train_step(model, optimizer, images, *, beta=1.0, generator=None, free_bits=0.0):
     """One step of gradient descent on a batch; returns the batch's loss, nats per image, as a float.
 
     images: (B, 1, 28, 28) on the model's device. beta weighs the KL term (the VAE's loss);
-    generator seeds the VAE's noise. The float also carries .reconstruction and .kl.
+    generator seeds the VAE's noise; free_bits > 0 floors each latent dimension's KL (vae_loss).
+    The float also carries .reconstruction and .kl.
     """
     optimizer.zero_grad()
-    terms = model.loss(images, beta=beta, generator=generator)
+    # free_bits is passed only when it is on, so a model whose loss knows no free bits trains as before.
+    options = {"free_bits": free_bits} if free_bits else {}
+    terms = model.loss(images, beta=beta, generator=generator, **options)
     terms.total.backward()
     optimizer.step()
     return StepLoss(terms)
@@ -91,12 +95,17 @@ def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
 
 
 def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3, lr_schedule="constant", beta=1.0,
-          seed=0, device=None, progress=True, on_epoch_end=None, speedups=None):
+          seed=0, warmup_epochs=0, free_bits=0.0, device=None, progress=True, on_epoch_end=None, speedups=None):
     """Train `model` with Adam on in-memory images; return the per-epoch history.
 
     train_data, test_data: images (N, 1, 28, 28) or (images, labels) pairs.
     lr_schedule: "constant" keeps the learning rate at `lr`; "cosine" lowers it after every batch
     along half a cosine, to zero at the last batch.
+    warmup_epochs: KL warm-up, the KL's weight raised linearly from 0 to beta over the first
+    warmup_epochs epochs, batch by batch (collapse.warmup_beta); 0 trains with beta throughout.
+    free_bits: a floor in nats on each latent dimension's batch-mean KL in the loss (0: off).
+    The training history records the loss as trained (with the warm-up's weight and the floor);
+    the test history always uses beta and the plain KL.
     on_epoch_end: called as on_epoch_end(epoch, history) after each epoch (and its test pass).
     speedups: a speedups.Speedups (default: all on); none of them changes the result.
     Returns a dict of lists, one value per epoch: "epoch", "train_loss", "train_reconstruction",
@@ -108,6 +117,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     if lr_schedule not in LR_SCHEDULERS:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be a whole number >= 0 (0: no warm-up), got {warmup_epochs!r}.")
     speedups = Speedups() if speedups is None else speedups
     device = resolve_device(device)
     train_images = images_of(train_data, "train_data").to(device)
@@ -117,6 +128,7 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     optimizer = adam(model.parameters(), lr, device, speedups)
     n_batches = -(-train_images.shape[0] // batch_size)
     scheduler = LR_SCHEDULERS[lr_schedule](optimizer, epochs * n_batches)
+    warmup_steps = warmup_epochs * n_batches
     shuffle_generator = torch.Generator().manual_seed(seed)
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
     history = {"epoch": []}
@@ -128,7 +140,9 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
             sums = [0.0, 0.0, 0.0]  # total, reconstruction, KL, each times the batch size
             batches = iterate_batches(train_images, batch_size=batch_size, generator=shuffle_generator)
             for batch_index, (images,) in enumerate(batches, start=1):
-                loss = train_step(model, optimizer, images, beta=beta, generator=noise_generator)
+                step_beta = warmup_beta(step + 1, warmup_steps, beta)  # beta itself when warmup_steps is 0
+                loss = train_step(model, optimizer, images, beta=step_beta, generator=noise_generator,
+                                  free_bits=free_bits)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"the loss became {loss} at epoch {epoch}, batch {batch_index}: training "
