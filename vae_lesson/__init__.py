@@ -16,6 +16,7 @@ from .surgery import SurgeryTerms, aggregate_log_density, elbo_surgery
 from . import checks
 from .checks import (
     CheckResult,
+    check_active_units,
     check_kl_divergence,
     check_reparameterize,
     check_sample_prior,

@@ -12,6 +12,7 @@ The exercises and the exact signatures the notebooks ask for, one module each:
     kl_divergence(mu, logvar) -> kl                  kl: (batch,), one KL per example
     vae_loss(logits, images, mu, logvar) -> loss     a scalar tensor: negative ELBO per image
     sample_prior(model, n) -> images                 (n, 1, 28, 28) pixel probabilities
+    active_units(mu, threshold=0.01) -> int          mu: (N, D) means; the count of active dimensions
 
 After a check, `use_if_passed` picks the student's function or the reference, so the lesson
 continues either way.
@@ -37,8 +38,9 @@ ERROR_HINTS holds its `errors.ErrorHint` rows for exceptions its students typica
 MISTAKES catalogues (test_check_codes.py finds it by the module's name).
 """
 
-from . import guard, kl_divergence, reparameterize, sample_prior, vae_loss
+from . import active_units, guard, kl_divergence, reparameterize, sample_prior, vae_loss
 from .harness import HARNESS_CODES, INPUT_MISTAKES, OUTPUT_TYPE_MISTAKES, Mistake
+from .active_units import check_active_units
 from .kl_divergence import check_kl_divergence
 from .reparameterize import check_reparameterize
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult, use_if_passed
@@ -46,4 +48,4 @@ from .sample_prior import check_sample_prior
 from .vae_loss import check_vae_loss
 
 # Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
-EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior)
+EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior, active_units)
