@@ -204,3 +204,13 @@ def test_the_cache_retrains_over_any_entry_it_cannot_use(digits, train_calls, tm
     else:
         get(digits)
         assert len(train_calls) == 1  # replaced by a good entry
+
+
+def test_the_remedies_for_collapse_keep_the_entries_of_models_trained_without_them(digits):
+    """warmup_epochs and free_bits are off by default and train exactly as before they existed, so while
+    off they leave the identity as it was (a model cached earlier is reused); on, they change it."""
+    identity = cache.cache_identity(CONFIG, *digits)
+    assert set(identity["config"]) == {field.name for field in dataclasses.fields(TrainingConfig)} - set(
+        cache.OFF_BY_DEFAULT_FIELDS)
+    assert cache.cache_identity(CONFIG.replace(warmup_epochs=0, free_bits=0), *digits) == identity
+    assert cache.cache_identity(CONFIG.replace(free_bits=0.5), *digits)["config"]["free_bits"] == 0.5

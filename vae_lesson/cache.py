@@ -19,7 +19,7 @@ import torch
 from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .data import REPO_ROOT, load_mnist
 from .models import build_model
-from .recipes import as_config, fresh_model
+from .recipes import TrainingConfig, as_config, fresh_model
 from .training import TRAINING_VERSION, images_of, train
 
 CACHE_ENV_VAR = "VAE_LESSON_CHECKPOINTS"
@@ -42,9 +42,18 @@ def data_fingerprint(images):
     return digest.hexdigest()
 
 
+# Config fields added after the first TrainingConfig, whose default switches them off: left out of the
+# identity while off, so the models cached before they existed (which trained exactly as with them off)
+# keep their entries; any other value is in the identity like every other field.
+OFF_BY_DEFAULT_FIELDS = ("warmup_epochs", "free_bits")
+
+
 def cache_identity(config, train_images, test_images):
     """Everything a cached model depends on, as a dict of plain values (stored in its checkpoint)."""
-    return {"config": dataclasses.asdict(config), "train_data": data_fingerprint(train_images),
+    defaults = TrainingConfig()
+    fields = {name: value for name, value in dataclasses.asdict(config).items()
+              if not (name in OFF_BY_DEFAULT_FIELDS and value == getattr(defaults, name))}
+    return {"config": fields, "train_data": data_fingerprint(train_images),
             "test_data": data_fingerprint(test_images), "training_version": TRAINING_VERSION}
 
 
