@@ -159,7 +159,8 @@ def test_plot_latent_ellipses_draws_the_n_sigma_ellipse_of_each_gaussian():
 
 def test_plot_latent_ellipses_2_sigma_ellipse_holds_86_percent_of_the_gaussian():
     mu, sigma = np.array([1.0, -0.5]), np.array([0.3, 1.2])
-    ax = plot_latent_ellipses(torch.tensor(mu[None]), torch.tensor(2 * np.log(sigma)[None]), torch.tensor([0]), n_sigma=2)
+    logvar = torch.tensor(2 * np.log(sigma)[None])
+    ax = plot_latent_ellipses(torch.tensor(mu[None]), logvar, torch.tensor([0]), n_sigma=2)
     patch = ax.patches[0]
     path = patch.get_patch_transform().transform_path(patch.get_path())
     draws = mu + sigma * np.random.default_rng(0).standard_normal((200_000, 2))
