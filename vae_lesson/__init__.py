@@ -24,6 +24,7 @@ from .plotting import (
     DIGIT_COLORS,
     digit_legend,
     plot_history,
+    plot_latent_ellipses,
     plot_latent_grid,
     plot_latent_scatter,
     plot_marginals,
@@ -33,6 +34,7 @@ from .plotting import (
 from .metrics import (
     classifier_accuracy,
     confident_fraction,
+    effective_class_count,
     gaussian_fit_kl,
     mmd_to_standard_normal,
     train_digit_classifier,

@@ -3,7 +3,9 @@
 Two questions, each with its own yardstick:
 
 - Does decoding z ~ N(0, I) give digits? A small classifier trained on real MNIST judges the
-  decoded prior samples: `confident_fraction` is the share it labels with high confidence.
+  decoded prior samples: `confident_fraction` is the share it labels with high confidence, and
+  `effective_class_count` says how many different digits those confident samples are (a model that
+  draws only 3s scores high on the first and 1 on the second).
 - How far is the aggregate posterior (all encoded training images together) from the prior
   N(0, I)? `gaussian_fit_kl` fits one Gaussian to the codes and gives its KL to N(0, I) in
   closed form; `mmd_to_standard_normal` compares the codes with prior samples directly, without
@@ -102,6 +104,28 @@ def confident_fraction(classifier, images, threshold=0.9, batch_size=1000):
         raise ValueError("confident_fraction needs at least one image.")
     confidence = _class_probabilities(classifier, images, batch_size).max(dim=1).values
     return (confidence >= threshold).float().mean().item()
+
+
+def effective_class_count(classifier, images, threshold=0.9, batch_size=1000):
+    """How many digit classes the confidently classified images spread over: exp(entropy) of their labels.
+
+    Keeps the images (N, 1, 28, 28) whose top class probability is >= threshold, takes the share
+    p_c of them in each class c, and returns exp(-sum_c p_c log p_c) (0 log 0 = 0): 1 when they are
+    all one digit, m when they split evenly over m digits, 10 at most. 0.0 when no image is
+    confident. Applied to decoded prior samples it measures coverage: how many kinds of digit the
+    generator draws, which the confident fraction alone cannot see.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold is a probability in (0, 1], got {threshold}.")
+    if images.shape[0] == 0:
+        raise ValueError("effective_class_count needs at least one image.")
+    confidence, predicted = _class_probabilities(classifier, images, batch_size).max(dim=1)
+    confident = predicted[confidence >= threshold]
+    if confident.numel() == 0:
+        return 0.0
+    shares = torch.bincount(confident, minlength=10).double() / confident.numel()
+    shares = shares[shares > 0]
+    return math.exp(-(shares * shares.log()).sum().item())
 
 
 def _check_latents(latents, min_points):
