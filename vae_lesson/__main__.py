@@ -105,7 +105,8 @@ def build_parser():
 def describe_config(config):
     """One line: the model and how it is trained."""
     beta = f", beta {config.beta:g}" if config.beta != 1 else ""
-    return (f"{config.kind} 784-{config.hidden_dim}-{config.latent_dim}, {config.epochs} epochs, batch "
+    epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+    return (f"{config.kind} 784-{config.hidden_dim}-{config.latent_dim}, {epochs}, batch "
             f"{config.batch_size}, lr {config.lr:g} {config.lr_schedule}{beta}")
 
 
