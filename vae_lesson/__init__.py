@@ -6,7 +6,7 @@ from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
 from .models import VAE, Autoencoder, build_model, model_device, set_output_bias_to_mean_image
 from .reparameterize import reparameterize
 from .recipes import RECIPES, TrainingConfig, fresh_model, recipe
-from .cache import trained_model
+from .cache import CacheWriteWarning, trained_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
 from .training import evaluate, train, train_step

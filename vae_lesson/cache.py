@@ -20,7 +20,8 @@ from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .data import REPO_ROOT, load_mnist
 from .models import build_model
 from .recipes import as_config, fresh_model
-from .training import TRAINING_VERSION, images_of, train
+from .training import TRAINING_VERSION, train
+from .validate import images_or_pair
 
 CACHE_ENV_VAR = "VAE_LESSON_CHECKPOINTS"
 
@@ -84,7 +85,7 @@ def trained_model(recipe, *, train_data=None, test_data=None, progress=True, **c
         train_data = load_mnist("train")
     if test_data is None:
         test_data = load_mnist("test")
-    train_images, test_images = images_of(train_data, "train_data"), images_of(test_data, "test_data")
+    train_images, test_images = images_or_pair(train_data, "train_data"), images_or_pair(test_data, "test_data")
     identity = cache_identity(config, train_images, test_images)
     path = cache_dir() / f"{cache_key(identity)}.pt"
     cached = load_entry(path, identity, config.model_config)

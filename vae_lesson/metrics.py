@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from . import validate
 from .data import iterate_batches
 from .models import N_PIXELS, flatten_images
 
@@ -54,10 +55,11 @@ def train_digit_classifier(images, labels, epochs=3, batch_size=64, lr=2e-3, hid
     it was. Three epochs on full MNIST give about 97% test accuracy; five on the 4,000-digit offline
     sample (a third as many steps) give over 90%.
     """
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"got {images.shape[0]} images but {labels.shape[0]} labels; pass one label per image.")
-    if labels.numel() and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError("labels must be digits 0-9.")
+    images = validate.images(images, dtype=torch.float32)
+    labels = validate.labels(labels, "labels", images.shape[0])
+    epochs, batch_size = validate.whole_number(epochs, "epochs"), validate.whole_number(batch_size, "batch_size")
+    lr = validate.learning_rate(lr)
+    outlier_weight = validate.number(outlier_weight, "outlier_weight", minimum=0)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
         classifier = DigitClassifier(hidden_dim)
@@ -86,8 +88,9 @@ def _class_probabilities(classifier, images, batch_size):
 
 def classifier_accuracy(classifier, images, labels, batch_size=1000):
     """Share of images (N, 1, 28, 28) whose most probable class is their label (N,): a float in [0, 1]."""
-    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-        raise ValueError(f"need as many labels as images (at least one), got {images.shape[0]} and {labels.shape[0]}.")
+    images = validate.images(images, dtype=validate.parameter_dtype(classifier))
+    labels = validate.labels(labels, "labels", images.shape[0])
+    batch_size = validate.whole_number(batch_size, "batch_size")
     predicted = _class_probabilities(classifier, images, batch_size).argmax(dim=1)
     return (predicted == labels.to(predicted.device)).float().mean().item()
 
@@ -98,10 +101,10 @@ def confident_fraction(classifier, images, threshold=0.9, batch_size=1000):
     Applied to decoded prior samples it asks: how many of them look clearly like some digit?
     The classifier must return logits (N, 10). Returns a float in [0, 1].
     """
-    if not 0.0 < threshold <= 1.0:
+    if not 0.0 < validate.number(threshold, "threshold") <= 1.0:
         raise ValueError(f"threshold is a probability in (0, 1], got {threshold}.")
-    if images.shape[0] == 0:
-        raise ValueError("confident_fraction needs at least one image.")
+    images = validate.images(images, dtype=validate.parameter_dtype(classifier))
+    batch_size = validate.whole_number(batch_size, "batch_size")
     confidence = _class_probabilities(classifier, images, batch_size).max(dim=1).values
     return (confidence >= threshold).float().mean().item()
 
@@ -129,11 +132,7 @@ def effective_class_count(classifier, images, threshold=0.9, batch_size=1000):
 
 
 def _check_latents(latents, min_points):
-    if latents.dim() != 2 or latents.shape[0] < min_points:
-        raise ValueError(
-            f"latents must have shape (N, latent_dim) with N >= {min_points}, got {tuple(latents.shape)}."
-        )
-    return latents.detach().to(torch.float64)
+    return validate.latents(latents, min_points=min_points).detach().to(torch.float64)
 
 
 def gaussian_fit_kl(latents):
@@ -165,11 +164,8 @@ def mmd_to_standard_normal(latents, n=2000, bandwidth=None, generator=None):
     """
     z = _check_latents(latents, min_points=2)
     d = z.shape[1]
-    h = math.sqrt(d) if bandwidth is None else float(bandwidth)
-    if h <= 0:
-        raise ValueError(f"bandwidth must be positive, got {bandwidth}.")
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}.")
+    h = math.sqrt(d) if bandwidth is None else validate.number(bandwidth, "bandwidth", above=0)
+    n = validate.whole_number(n, "n", minimum=2)
     if z.shape[0] > n:
         z = z[torch.randperm(z.shape[0], generator=generator)[:n]]
     m = z.shape[0]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from . import validate
 from .models import model_device
 from .plotting import digit_legend, plot_latent_scatter
 
@@ -57,13 +58,18 @@ class LatentExplorer:
 
     def __init__(self, autoencoder, vae, ae_latents, vae_latents, labels, lim=None, max_points=2000, step=0.05):
         for name, model in (("autoencoder", autoencoder), ("vae", vae)):
+            validate.model(model, name)
             if getattr(model, "latent_dim", None) != 2:
                 raise ValueError(
                     f"the explorer draws a 2-D latent plane, but the {name} has "
                     f"latent_dim={getattr(model, 'latent_dim', None)}; train it with latent_dim=2."
                 )
+        labels = validate.labels(labels, "labels", len(labels) if isinstance(labels, torch.Tensor) else 0)
+        max_points = validate.whole_number(max_points, "max_points")
+        step = validate.number(step, "step", above=0)
         for name, z in (("ae_latents", ae_latents), ("vae_latents", vae_latents)):
-            if z.dim() != 2 or z.shape[1] != 2 or z.shape[0] != labels.shape[0]:
+            validate.latents(z, name, min_points=1, dim=2)
+            if z.shape[0] != labels.shape[0]:
                 raise ValueError(
                     f"{name} must have shape (N, 2) with one row per label (N={labels.shape[0]}), "
                     f"got {tuple(z.shape)}; encode the images with sampling.encode_dataset(model, images)."
