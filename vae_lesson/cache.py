@@ -1,26 +1,26 @@
 """Train once, reuse everywhere: a cache of trained models keyed by their configuration.
 
 A notebook asks for, say, a 2-D VAE trained for 10 epochs; the first notebook that asks trains
-it and saves a checkpoint under checkpoints/, later ones load it in a second. Training is
-seeded, so a cached model is the same model a fresh run would train.
+it and saves a checkpoint in the cache folder, later ones load it in a second. Training is
+seeded, so a cached model is the same model a fresh run would train. The folder is
+vae_lesson.paths.checkpoint_dir(): checkpoints/ in a clone, ~/.cache/vae-lesson/checkpoints for an
+installed package, or $VAE_LESSON_CHECKPOINTS.
 """
 
-import os
-from pathlib import Path
+import warnings
 
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import REPO_ROOT, load_mnist
+from .data import load_mnist
 from .models import build_model, set_output_bias_to_mean_image
+from .paths import CHECKPOINTS_ENV_VAR as CACHE_ENV_VAR, cannot_write_message, checkpoint_dir
 from .training import train
-
-CACHE_ENV_VAR = "VAE_LESSON_CHECKPOINTS"
 
 
 def cache_dir():
-    """$VAE_LESSON_CHECKPOINTS if set, else checkpoints/ at the repository root (git-ignored)."""
-    return Path(os.environ.get(CACHE_ENV_VAR) or REPO_ROOT / "checkpoints")
+    """$VAE_LESSON_CHECKPOINTS if set, else checkpoints/ in a clone or ~/.cache/vae-lesson/checkpoints."""
+    return checkpoint_dir()
 
 
 def cache_key(kind, latent_dim, hidden_dim, epochs, beta, lr, batch_size, seed, n_train, lr_schedule="constant"):
@@ -62,5 +62,8 @@ def trained_model(kind="vae", latent_dim=2, hidden_dim=500, *, epochs=10, beta=1
     set_output_bias_to_mean_image(model, train_images)
     history = train(model, train_data, test_data, epochs=epochs, batch_size=batch_size, lr=lr,
                     lr_schedule=lr_schedule, beta=beta, seed=seed, progress=progress)
-    save_checkpoint(path, model, history)
+    try:
+        save_checkpoint(path, model, history)
+    except OSError as exc:  # a read-only cache must not throw away the model just trained
+        warnings.warn(cannot_write_message(path.parent, CACHE_ENV_VAR, exc), stacklevel=2)
     return model, history
