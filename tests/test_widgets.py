@@ -160,3 +160,19 @@ def test_a_static_export_shows_the_still_picture(tmp_path):
     notebook.cells = [cell]
     html, _ = HTMLExporter().from_notebook_node(notebook)
     assert f"data:image/png;base64,{data['image/png']}" in html
+
+
+def test_the_browser_test_expects_the_widget_not_its_still_picture(tmp_path):
+    # JupyterLab draws the explorer's widget view; the browser test must not wait for a figure there
+    import nbformat
+    from browser_helpers import committed_image_counts
+
+    explorer_cell = nbformat.v4.new_code_cell("explorer")
+    explorer_cell.outputs = [nbformat.v4.new_output("execute_result", data=displayed(make_explorer()),
+                                                    execution_count=1)]
+    figure_cell = nbformat.v4.new_code_cell("plt.show()")
+    figure_cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                                          "text/plain": "<Figure>"})]
+    notebook = nbformat.v4.new_notebook(cells=[explorer_cell, figure_cell])
+    nbformat.write(notebook, tmp_path / "n.ipynb")
+    assert committed_image_counts(tmp_path / "n.ipynb") == [0, 1]
