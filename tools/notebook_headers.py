@@ -138,7 +138,8 @@ def rewrite_source_links(text, config, root, repositories):
     previous owner/name) become `](URL)` at the configured ref; a code span `vae_lesson/...` that names an
     existing file becomes a link to it. Fenced code blocks are left alone."""
     repos = "|".join(re.escape(r) for r in sorted(repositories))
-    link = re.compile(r"\]\((?:\.\./|https://github\.com/(?:" + repos + r")/(?:blob|tree)/[^/\s)]+/)([^)\s#]+)(#[^)\s]*)?\)")
+    link = re.compile(r"\]\((?:\.\./|https://github\.com/(?:" + repos + r")/(?:blob|tree)/[^/\s)]+/)"
+                      r"([^)\s#]+)(#[^)\s]*)?\)")
     span = re.compile(r"(?<!\[)`((?:" + "|".join(SOURCE_FOLDERS) + r")/[\w./-]*)`(?!\]\()")
 
     def fix_link(match):
