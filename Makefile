@@ -1,15 +1,16 @@
 # One-command set-up for students and instructors.
-#   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
-#   make test   the same set-up, then the unit tests and every notebook under nbval
-# The install is skipped while pyproject.toml is unchanged (the stamp is keyed on its checksum).
+#   make lab    create .venv if needed, install the course with JupyterLab, open JupyterLab on notebooks/
+#   make test   the same set-up with the test tools, then the unit tests and every notebook under nbval
+# The install is skipped while pyproject.toml is unchanged (the stamps are keyed on its checksum).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+LAB_STAMP := $(STAMP)-lab
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test test-unit test-notebooks benchmark benchmark-notebooks notebooks checkpoints clean
+.PHONY: setup lab headers student test test-unit test-notebooks benchmark benchmark-notebooks notebooks checkpoints clean
 
 setup: $(STAMP)
 
@@ -20,8 +21,24 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-lab: $(STAMP)
+# The course and JupyterLab only (the `lab` extra); `setup` above adds the test tools (the `dev` extra).
+$(LAB_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[lab]'
+	@touch $@
+
+lab: $(LAB_STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+
+# Rewrite every notebook's launch links and install cell, and the README's launch links, from
+# [tool.vae-lesson] in pyproject.toml (the repository and the pinned ref). Running it twice changes nothing.
+headers:
+	$(PYTHON) tools/notebook_headers.py
+
+# The student edition: copies of the notebooks without the solutions, in dist/student/.
+student:
+	$(PYTHON) tools/student_edition.py --out dist/student
 
 # Unit tests, then the notebooks in strict nbval (outputs compared, sanitized by notebooks/nbval_sanitize.cfg).
 test: $(STAMP)

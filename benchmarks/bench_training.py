@@ -384,7 +384,8 @@ def main(argv=None):
                         help="hidden-layer sizes to compare, 784-HIDDEN-20 (default 400)")
     parser.add_argument("--skip-baseline", action="store_true", help="time vae_lesson.train only")
     parser.add_argument("--lecture-epochs", type=int, default=None, metavar="N",
-                        help=f"instead: train the lecture's 784-500-20 model for N epochs with the recipe {LECTURE_RECIPE} "
+                        help="instead: train the lecture's 784-500-20 model for N epochs with the recipe "
+                             f"{LECTURE_RECIPE} "
                              "(the notebooks train it for 30) and print the test loss per epoch")
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0], metavar="SEED",
                         help="seeds the initial weights and the data order; several: one run each, then means")

@@ -223,14 +223,18 @@ class JupyterLabServer:
 
 
 def committed_image_counts(notebook_path):
-    """Number of image outputs (PNG or JPEG figures) of each code cell in the committed notebook."""
+    """Number of image outputs (PNG or JPEG figures) of each code cell in the committed notebook.
+
+    An output that also holds a widget view is not counted: JupyterLab draws the widget, and the
+    image is only the still picture for front ends without widgets (vae_lesson.widgets)."""
     notebook = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
     counts = []
     for cell in notebook["cells"]:
         if cell["cell_type"] != "code":
             continue
         counts.append(sum(1 for output in cell.get("outputs", [])
-                          if {"image/png", "image/jpeg"} & set(output.get("data", {}))))
+                          if {"image/png", "image/jpeg"} & set(output.get("data", {}))
+                          and "application/vnd.jupyter.widget-view+json" not in output.get("data", {})))
     return counts
 
 

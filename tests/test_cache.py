@@ -100,7 +100,8 @@ def test_the_key_changes_with_every_field_the_data_and_the_training_version(digi
 
 
 def test_beta_4_and_4_0_are_one_entry(digits):
-    assert cache.cache_identity(CONFIG.replace(beta=4), *digits) == cache.cache_identity(CONFIG.replace(beta=4.0), *digits)
+    four, four_point_zero = CONFIG.replace(beta=4), CONFIG.replace(beta=4.0)
+    assert cache.cache_identity(four, *digits) == cache.cache_identity(four_point_zero, *digits)
 
 
 def test_training_is_reproducible_and_leaves_the_global_rng_alone(digits, train_calls, tmp_path, monkeypatch):
@@ -176,8 +177,8 @@ def test_an_old_style_call_names_the_recipes(digits):
         trained_model("vae-2d", latent_size=2, train_data=digits[0], test_data=digits[1])
 
 
-@pytest.mark.parametrize("entry", ["bare state_dict", "config without hidden_dim", "newer format", "weights of another size",
-                                   "a folder"])
+@pytest.mark.parametrize("entry", ["bare state_dict", "config without hidden_dim", "newer format",
+                                   "weights of another size", "a folder"])
 def test_the_cache_retrains_over_any_entry_it_cannot_use(digits, train_calls, tmp_path, entry):
     identity = cache.cache_identity(CONFIG, *digits)
     path = tmp_path / (cache.cache_key(identity) + ".pt")

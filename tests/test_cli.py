@@ -96,7 +96,8 @@ def test_out_is_required(capsys):
 def test_help_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "vae_lesson", "train", "--help"], capture_output=True, text=True,
                             check=True)
-    for option in ("--recipe", "vae-20d-lecture", "--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--lr-schedule", "--beta",
+    for option in ("--recipe", "vae-20d-lecture",
+                   "--model", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--lr", "--lr-schedule", "--beta",
                    "--seed", "--data", "--out", "model.pt", "history.json", "samples.png"):
         assert option in result.stdout
 
@@ -113,7 +114,8 @@ def test_a_recipe_gives_its_settings_and_options_override_them(tmp_path, fake_mn
 
     monkeypatch.setattr(cli, "train", recording_train)
     lecture = recipes.RECIPES["vae-20d-lecture"]
-    cli.main(["train", "--recipe", "vae-20d-lecture", "--hidden-dim", "8", "--no-progress", "--out", str(tmp_path / "a")])
+    cli.main(["train", "--recipe", "vae-20d-lecture", "--hidden-dim", "8", "--no-progress",
+              "--out", str(tmp_path / "a")])
     cli.main(["train", "--recipe", "vae-20d-lecture", "--hidden-dim", "8", "--lr", "5e-4", "--lr-schedule", "constant",
               "--no-progress", "--out", str(tmp_path / "b")])
     (config_a, kwargs_a), (config_b, kwargs_b) = seen

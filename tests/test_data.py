@@ -529,7 +529,8 @@ def test_the_offline_warning_says_what_really_happened(tmp_path, offline_and_fre
 
     monkeypatch.setattr(data, "read_idx_file", denied)
     message = offline_warning(tmp_path / "locked")
-    assert "are there but could not be read" in message and "PermissionError" in message and "Permission denied" in message
+    assert "are there but could not be read" in message
+    assert "PermissionError" in message and "Permission denied" in message
 
 
 def test_a_second_different_bad_root_is_warned_about_again(tmp_path, offline_and_fresh):

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,7 @@ from vae_lesson.metrics import (
     DigitClassifier,
     classifier_accuracy,
     confident_fraction,
+    effective_class_count,
     gaussian_fit_kl,
     mmd_to_standard_normal,
     not_digits,
@@ -50,6 +53,52 @@ def test_confident_fraction_counts_images_at_or_above_the_threshold():
 def test_confident_fraction_rejects_a_threshold_outside_0_1():
     with pytest.raises(ValueError, match="threshold"):
         confident_fraction(DigitClassifier(8), torch.zeros(2, 1, 28, 28), threshold=90)
+
+
+def logits_for(classes, p=0.95):
+    """One row of logits per entry of `classes`: probability p on that class, the rest evenly."""
+    return torch.stack([logits_with_top_probability(p).roll(int(c)) for c in classes])
+
+
+def numpy_effective_count(labels):
+    """exp(entropy) of the label histogram, computed independently with numpy."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    shares = counts / counts.sum()
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def test_effective_class_count_against_closed_forms():
+    images = torch.zeros(12, 1, 28, 28)
+    one_digit = FixedLogits(logits_for([3] * 12))
+    assert effective_class_count(one_digit, images) == pytest.approx(1.0)
+    three_even = FixedLogits(logits_for([3, 5, 8] * 4))
+    assert effective_class_count(three_even, images) == pytest.approx(3.0)
+    all_ten = FixedLogits(logits_for(list(range(10))))
+    assert effective_class_count(all_ten, torch.zeros(10, 1, 28, 28)) == pytest.approx(10.0)
+
+
+def test_effective_class_count_matches_numpy_and_ignores_unconfident_images():
+    generator = torch.Generator().manual_seed(0)
+    classes = torch.randint(0, 10, (200,), generator=generator)
+    confident = torch.rand(200, generator=generator) < 0.6
+    logits = torch.stack([logits_with_top_probability(0.95 if c else 0.5).roll(int(k))
+                          for k, c in zip(classes, confident)])
+    expected = numpy_effective_count(classes[confident].numpy())
+    images = torch.zeros(200, 1, 28, 28)
+    assert effective_class_count(FixedLogits(logits), images, threshold=0.9) == pytest.approx(expected)
+    assert effective_class_count(FixedLogits(logits), images, threshold=0.9, batch_size=7) == pytest.approx(expected)
+    # with a threshold every image passes, the unconfident ones count too
+    every = numpy_effective_count(classes.numpy())
+    assert effective_class_count(FixedLogits(logits), images, threshold=0.4) == pytest.approx(every)
+
+
+def test_effective_class_count_is_zero_without_confident_images_and_checks_arguments():
+    images = torch.zeros(4, 1, 28, 28)
+    assert effective_class_count(FixedLogits(logits_for([1, 2, 3, 4], p=0.5)), images) == 0.0
+    with pytest.raises(ValueError, match="threshold"):
+        effective_class_count(DigitClassifier(8), images, threshold=1.5)
+    with pytest.raises(ValueError, match="at least one image"):
+        effective_class_count(DigitClassifier(8), torch.zeros(0, 1, 28, 28))
 
 
 def test_classifier_accuracy_against_known_predictions():

@@ -24,9 +24,11 @@ def split_requirement(text):
     return name, re.sub(r"\s+", "", match.group(3))
 
 
-def pyproject_dependencies():
+def pyproject_dependencies(extra=None):
+    """{name: version bound} of the runtime dependencies, or of one optional extra."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    return dict(split_requirement(r) for r in project["dependencies"])
+    requirements = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    return dict(split_requirement(r) for r in requirements)
 
 
 def conda_dependencies():
@@ -42,8 +44,19 @@ def conda_dependencies():
     return deps
 
 
+# What a notebook kernel imports, and nothing else: Colab and Kaggle install exactly this.
+KERNEL_NEEDS = {"torch", "torchvision", "matplotlib", "numpy", "tqdm", "ipywidgets", "mlxtend"}
+
+
+def test_runtime_dependencies_are_what_a_kernel_needs():
+    assert set(pyproject_dependencies()) == KERNEL_NEEDS
+    assert "jupyterlab" in pyproject_dependencies("lab")
+
+
 def test_pip_and_conda_list_the_same_runtime_dependencies():
-    pip, conda = pyproject_dependencies(), conda_dependencies()
+    # Binder's environment is the runtime plus the `lab` extra (JupyterLab for its front end); where
+    # both name a package, the extra's bound is the one that holds once it is installed.
+    pip, conda = {**pyproject_dependencies(), **pyproject_dependencies("lab")}, conda_dependencies()
     assert sorted(set(pip) - set(conda)) == [], "in pyproject.toml but missing from environment.yml"
     assert sorted(set(conda) - set(pip)) == [], "in environment.yml but missing from pyproject.toml"
     differing = {name: (pip[name], conda[name]) for name in pip if pip[name] != conda[name]}
@@ -66,8 +79,14 @@ def test_conda_environment_is_cpu_only_and_installs_the_course():
 
 def test_dev_extra_has_what_the_tests_import():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    dev = {split_requirement(r)[0] for r in project["optional-dependencies"]["dev"]}
-    assert {"pytest", "nbval", "pyyaml"} <= dev
+    dev = project["optional-dependencies"]["dev"]
+    assert {"pytest", "nbval", "pyyaml"} <= {split_requirement(r)[0] for r in dev}
+    assert "vae-lesson[lab]" in dev  # the browser test runs JupyterLab
+
+
+def test_make_lab_installs_the_lab_extra_and_make_test_the_dev_extra():
+    text = (REPO_ROOT / "Makefile").read_text()
+    assert "pip install -e '.[lab]'" in text and "pip install -e '.[dev]'" in text
 
 
 def makefile_targets():

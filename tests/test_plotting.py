@@ -14,6 +14,7 @@ from vae_lesson.plotting import (  # noqa: E402
     DIGIT_COLORS,
     digit_legend,
     plot_history,
+    plot_latent_ellipses,
     plot_latent_grid,
     plot_latent_scatter,
     plot_marginals,
@@ -136,6 +137,44 @@ def test_plot_latent_scatter_rejects_bad_inputs():
         plot_latent_scatter(torch.randn(10, 2), torch.zeros(9, dtype=torch.long))
     with pytest.raises(ValueError, match="digits 0-9"):
         plot_latent_scatter(torch.randn(10, 2), torch.full((10,), 10))
+
+
+def test_plot_latent_ellipses_draws_the_n_sigma_ellipse_of_each_gaussian():
+    mu = torch.tensor([[0.5, -1.0], [2.0, 3.0]])
+    logvar = torch.log(torch.tensor([[0.04, 0.25], [1.0, 0.01]]))  # sigma (0.2, 0.5) and (1, 0.1)
+    ax = plot_latent_ellipses(mu, logvar, torch.tensor([3, 7]), n_sigma=2)
+    assert len(ax.patches) == 2
+    for patch, centre, sigma, digit in zip(ax.patches, mu.numpy(), np.exp(0.5 * logvar.numpy()), (3, 7)):
+        # every point the outline passes through (each segment's end; Bezier control points lie off
+        # the curve), in data coordinates, lies on ((z - mu) / sigma)^2 summed = 2^2
+        path = patch.get_patch_transform().transform_path(patch.get_path())
+        outline = np.array([vertices[-2:] for vertices, _ in path.iter_segments()])
+        assert len(outline) >= 8
+        radius = np.sqrt((((outline - centre) / sigma) ** 2).sum(axis=1))
+        np.testing.assert_allclose(radius, 2.0, rtol=1e-6)
+        assert to_hex(patch.get_edgecolor()[:3]) == DIGIT_COLORS[digit]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), mu.numpy())
+    assert_digit_legend(ax.get_legend())
+
+
+def test_plot_latent_ellipses_2_sigma_ellipse_holds_86_percent_of_the_gaussian():
+    mu, sigma = np.array([1.0, -0.5]), np.array([0.3, 1.2])
+    logvar = torch.tensor(2 * np.log(sigma)[None])
+    ax = plot_latent_ellipses(torch.tensor(mu[None]), logvar, torch.tensor([0]), n_sigma=2)
+    patch = ax.patches[0]
+    path = patch.get_patch_transform().transform_path(patch.get_path())
+    draws = mu + sigma * np.random.default_rng(0).standard_normal((200_000, 2))
+    inside = path.contains_points(draws).mean()
+    assert inside == pytest.approx(1 - math.exp(-2), abs=0.005)   # chi-square with 2 degrees of freedom
+
+
+def test_plot_latent_ellipses_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="same shape"):
+        plot_latent_ellipses(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_sigma"):
+        plot_latent_ellipses(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), n_sigma=0)
+    with pytest.raises(ValueError, match=r"mu must have shape \(N, 2\)"):
+        plot_latent_ellipses(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
 
 
 def test_plot_history_draws_one_line_per_key_against_the_epoch():

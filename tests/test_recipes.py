@@ -26,7 +26,8 @@ def plain_reference(config, images):
     h, d = config.hidden_dim, config.latent_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        layers = {"encoder_hidden": nn.Linear(784, h), "decoder.hidden": nn.Linear(d, h), "decoder.out": nn.Linear(h, 784)}
+        layers = {"encoder_hidden": nn.Linear(784, h), "decoder.hidden": nn.Linear(d, h),
+                  "decoder.out": nn.Linear(h, 784)}
         heads = ("to_mu", "to_logvar") if config.kind == "vae" else ("to_latent",)
         layers.update({name: nn.Linear(h, d) for name in heads})
     with torch.no_grad():

@@ -200,7 +200,7 @@ def test_the_progress_bar_redraws_at_most_once_a_second(monkeypatch, digits):
 
 
 def test_bad_arguments_raise(digits):
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
         train(tiny(), digits[0], epochs=0, progress=False)
     with pytest.raises(ValueError, match=r"lr_schedule must be one of \('constant', 'cosine'\), got 'linear'"):
         train(tiny(), digits[0], epochs=1, lr_schedule="linear", progress=False)

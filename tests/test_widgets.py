@@ -1,3 +1,4 @@
+import base64
 import io
 
 import matplotlib
@@ -89,3 +90,89 @@ def test_explorer_rejects_latents_of_the_wrong_shape():
     model_ae, model_vae = Autoencoder(latent_dim=2, hidden_dim=8), VAE(latent_dim=2, hidden_dim=8)
     with pytest.raises(ValueError, match=r"vae_latents must have shape \(N, 2\)"):
         latent_explorer(model_ae, model_vae, torch.randn(N, 2), torch.randn(N - 1, 2), labels)
+
+
+# --- every front end: ipywidgets' own widgets only, and a still picture where widgets are not drawn ------
+
+def widget_tree(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from widget_tree(child)
+
+
+def test_the_explorer_uses_only_ipywidgets_own_widgets():
+    # A widget from another package needs its own front-end extension, which Colab, VS Code or a
+    # JupyterLab without that extension would not draw.
+    explorer = make_explorer()
+    widgets = list(widget_tree(explorer.widget))
+    assert len(widgets) >= 9  # the box, the sliders, the two columns with a title, a digit and a plot each
+    for widget in widgets:
+        assert type(widget).__module__.startswith("ipywidgets."), type(widget)
+        assert widget._model_module in {"@jupyter-widgets/controls", "@jupyter-widgets/base"}, widget._model_module
+        assert widget._view_module in {"@jupyter-widgets/controls", "@jupyter-widgets/base"}, widget._view_module
+
+
+def displayed(obj):
+    """What IPython sends to the front end for a cell that ends with `obj`."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(obj)
+    return data
+
+
+def test_a_cell_ending_with_the_explorer_offers_the_widget_and_a_still_picture():
+    explorer = make_explorer(lim=3.0)
+    data = displayed(explorer)
+    assert data["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
+    still = decode_png(base64.b64decode(data["image/png"]))
+    assert still.shape[:2] == (480, 528)  # 6.0 x 6.6 inches at 80 dpi
+    assert data["text/plain"] == "LatentExplorer at z = (0.00, 0.00)"
+    # the picture is of the current point: moving it changes the picture and its caption
+    explorer.update(2.0, -1.5)
+    moved = displayed(explorer)
+    assert moved["image/png"] != data["image/png"]
+    assert moved["text/plain"] == "LatentExplorer at z = (2.00, -1.50)"
+
+
+def test_the_still_picture_holds_both_decoded_digits():
+    explorer = make_explorer()
+    black_pixels = {}
+    for key in ("ae", "vae"):  # decoders that draw an all-black digit, so it can be found in the picture
+        explorer.models[key].decode = lambda z: torch.zeros(z.shape[0], 1, 28, 28)
+    explorer.update(0.5, 0.5)
+    still = decode_png(explorer.static_png())[..., :3]
+    top = still[: still.shape[0] // 2]
+    for side, panel in (("left", top[:, : top.shape[1] // 2]), ("right", top[:, top.shape[1] // 2:])):
+        black_pixels[side] = int((panel.max(axis=-1) < 0.02).sum())
+    # each digit fills a square panel of well over 100 x 100 pixels; text and axes are far fewer
+    assert min(black_pixels.values()) > 100 * 100, black_pixels
+
+
+def test_a_static_export_shows_the_still_picture(tmp_path):
+    # nbconvert's HTML, like GitHub's preview, has no live kernel and so no widget to draw
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    data = displayed(make_explorer())
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("explorer")
+    cell.outputs = [nbformat.v4.new_output("execute_result", data=data, execution_count=1)]
+    notebook.cells = [cell]
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    assert f"data:image/png;base64,{data['image/png']}" in html
+
+
+def test_the_browser_test_expects_the_widget_not_its_still_picture(tmp_path):
+    # JupyterLab draws the explorer's widget view; the browser test must not wait for a figure there
+    import nbformat
+    from browser_helpers import committed_image_counts
+
+    explorer_cell = nbformat.v4.new_code_cell("explorer")
+    explorer_cell.outputs = [nbformat.v4.new_output("execute_result", data=displayed(make_explorer()),
+                                                    execution_count=1)]
+    figure_cell = nbformat.v4.new_code_cell("plt.show()")
+    figure_cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                                          "text/plain": "<Figure>"})]
+    notebook = nbformat.v4.new_notebook(cells=[explorer_cell, figure_cell])
+    nbformat.write(notebook, tmp_path / "n.ipynb")
+    assert committed_image_counts(tmp_path / "n.ipynb") == [0, 1]

@@ -6,7 +6,7 @@ from .loss import LossTerms, autoencoder_loss, reconstruction_loss, vae_loss
 from .models import VAE, Autoencoder, build_model, model_device, set_output_bias_to_mean_image
 from .reparameterize import reparameterize
 from .recipes import RECIPES, TrainingConfig, fresh_model, recipe
-from .cache import trained_model
+from .cache import CacheWriteWarning, trained_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
 from .training import evaluate, train, train_step
@@ -27,6 +27,7 @@ from .plotting import (
     DIGIT_COLORS,
     digit_legend,
     plot_history,
+    plot_latent_ellipses,
     plot_latent_grid,
     plot_latent_scatter,
     plot_marginals,
@@ -36,6 +37,7 @@ from .plotting import (
 from .metrics import (
     classifier_accuracy,
     confident_fraction,
+    effective_class_count,
     gaussian_fit_kl,
     mmd_to_standard_normal,
     train_digit_classifier,

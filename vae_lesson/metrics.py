@@ -3,7 +3,9 @@
 Two questions, each with its own yardstick:
 
 - Does decoding z ~ N(0, I) give digits? A small classifier trained on real MNIST judges the
-  decoded prior samples: `confident_fraction` is the share it labels with high confidence.
+  decoded prior samples: `confident_fraction` is the share it labels with high confidence, and
+  `effective_class_count` says how many different digits those confident samples are (a model that
+  draws only 3s scores high on the first and 1 on the second).
 - How far is the aggregate posterior (all encoded training images together) from the prior
   N(0, I)? `gaussian_fit_kl` fits one Gaussian to the codes and gives its KL to N(0, I) in
   closed form; `mmd_to_standard_normal` compares the codes with prior samples directly, without
@@ -15,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from . import validate
 from .data import iterate_batches
 from .models import N_PIXELS, flatten_images
 
@@ -52,10 +55,11 @@ def train_digit_classifier(images, labels, epochs=3, batch_size=64, lr=2e-3, hid
     it was. Three epochs on full MNIST give about 97% test accuracy; five on the 4,000-digit offline
     sample (a third as many steps) give over 90%.
     """
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"got {images.shape[0]} images but {labels.shape[0]} labels; pass one label per image.")
-    if labels.numel() and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError("labels must be digits 0-9.")
+    images = validate.images(images, dtype=torch.float32)
+    labels = validate.labels(labels, "labels", images.shape[0])
+    epochs, batch_size = validate.whole_number(epochs, "epochs"), validate.whole_number(batch_size, "batch_size")
+    lr = validate.learning_rate(lr)
+    outlier_weight = validate.number(outlier_weight, "outlier_weight", minimum=0)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
         classifier = DigitClassifier(hidden_dim)
@@ -84,8 +88,9 @@ def _class_probabilities(classifier, images, batch_size):
 
 def classifier_accuracy(classifier, images, labels, batch_size=1000):
     """Share of images (N, 1, 28, 28) whose most probable class is their label (N,): a float in [0, 1]."""
-    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-        raise ValueError(f"need as many labels as images (at least one), got {images.shape[0]} and {labels.shape[0]}.")
+    images = validate.images(images, dtype=validate.parameter_dtype(classifier))
+    labels = validate.labels(labels, "labels", images.shape[0])
+    batch_size = validate.whole_number(batch_size, "batch_size")
     predicted = _class_probabilities(classifier, images, batch_size).argmax(dim=1)
     return (predicted == labels.to(predicted.device)).float().mean().item()
 
@@ -96,20 +101,38 @@ def confident_fraction(classifier, images, threshold=0.9, batch_size=1000):
     Applied to decoded prior samples it asks: how many of them look clearly like some digit?
     The classifier must return logits (N, 10). Returns a float in [0, 1].
     """
-    if not 0.0 < threshold <= 1.0:
+    if not 0.0 < validate.number(threshold, "threshold") <= 1.0:
         raise ValueError(f"threshold is a probability in (0, 1], got {threshold}.")
-    if images.shape[0] == 0:
-        raise ValueError("confident_fraction needs at least one image.")
+    images = validate.images(images, dtype=validate.parameter_dtype(classifier))
+    batch_size = validate.whole_number(batch_size, "batch_size")
     confidence = _class_probabilities(classifier, images, batch_size).max(dim=1).values
     return (confidence >= threshold).float().mean().item()
 
 
+def effective_class_count(classifier, images, threshold=0.9, batch_size=1000):
+    """How many digit classes the confidently classified images spread over: exp(entropy) of their labels.
+
+    Keeps the images (N, 1, 28, 28) whose top class probability is >= threshold, takes the share
+    p_c of them in each class c, and returns exp(-sum_c p_c log p_c) (0 log 0 = 0): 1 when they are
+    all one digit, m when they split evenly over m digits, 10 at most. 0.0 when no image is
+    confident. Applied to decoded prior samples it measures coverage: how many kinds of digit the
+    generator draws, which the confident fraction alone cannot see.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold is a probability in (0, 1], got {threshold}.")
+    if images.shape[0] == 0:
+        raise ValueError("effective_class_count needs at least one image.")
+    confidence, predicted = _class_probabilities(classifier, images, batch_size).max(dim=1)
+    confident = predicted[confidence >= threshold]
+    if confident.numel() == 0:
+        return 0.0
+    shares = torch.bincount(confident, minlength=10).double() / confident.numel()
+    shares = shares[shares > 0]
+    return math.exp(-(shares * shares.log()).sum().item())
+
+
 def _check_latents(latents, min_points):
-    if latents.dim() != 2 or latents.shape[0] < min_points:
-        raise ValueError(
-            f"latents must have shape (N, latent_dim) with N >= {min_points}, got {tuple(latents.shape)}."
-        )
-    return latents.detach().to(torch.float64)
+    return validate.latents(latents, min_points=min_points).detach().to(torch.float64)
 
 
 def gaussian_fit_kl(latents):
@@ -141,11 +164,8 @@ def mmd_to_standard_normal(latents, n=2000, bandwidth=None, generator=None):
     """
     z = _check_latents(latents, min_points=2)
     d = z.shape[1]
-    h = math.sqrt(d) if bandwidth is None else float(bandwidth)
-    if h <= 0:
-        raise ValueError(f"bandwidth must be positive, got {bandwidth}.")
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}.")
+    h = math.sqrt(d) if bandwidth is None else validate.number(bandwidth, "bandwidth", above=0)
+    n = validate.whole_number(n, "n", minimum=2)
     if z.shape[0] > n:
         z = z[torch.randperm(z.shape[0], generator=generator)[:n]]
     m = z.shape[0]

@@ -171,6 +171,44 @@ def plot_latent_scatter(latents, labels, ax=None, title="Latent space", max_poin
     return ax
 
 
+def plot_latent_ellipses(mu, logvar, labels, ax=None, n_sigma=2.0, title="Each code is a Gaussian", lim=None):
+    """Draw each image's q(z|x) = N(mu, diag(sigma^2)) in a 2-D latent space: mu as a dot, and its n_sigma ellipse.
+
+    mu, logvar: (N, 2) from a VAE's encoder; labels: (N,) digits for the colours. The ellipse is
+    {z : sum_j ((z_j - mu_j) / sigma_j)^2 = n_sigma^2}, axis-aligned with half-axes n_sigma * sigma_j,
+    sigma = exp(logvar / 2); in two dimensions it holds 1 - exp(-n_sigma^2 / 2) of the Gaussian's
+    mass (86% for n_sigma = 2). `lim` sets both axes to (-lim, lim). Returns the Axes.
+    """
+    from matplotlib.patches import Ellipse
+
+    centres = _latents_to_numpy(mu, "mu")
+    log_variances = _latents_to_numpy(logvar, "logvar")
+    if log_variances.shape != centres.shape:
+        raise ValueError(f"mu and logvar must have the same shape, got {centres.shape} and {log_variances.shape}.")
+    y = _labels_to_numpy(labels, len(centres))
+    if not n_sigma > 0:
+        raise ValueError(f"n_sigma must be positive, got {n_sigma}.")
+    sigma = np.exp(0.5 * log_variances)
+    if ax is None:
+        ax = _new_axes(figsize=(5.5, 4.5))
+    colors = np.array(DIGIT_COLORS)[y]
+    for centre, (s1, s2), color in zip(centres, sigma, colors):
+        ax.add_patch(Ellipse(tuple(centre), width=2 * n_sigma * s1, height=2 * n_sigma * s2,
+                             facecolor=color, edgecolor=color, alpha=0.25, linewidth=0.8))
+    ax.scatter(centres[:, 0], centres[:, 1], c=colors, s=6, linewidths=0)
+    ax.set_aspect("equal", adjustable="datalim" if lim is None else "box")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    else:
+        ax.autoscale_view()
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title)
+    digit_legend(ax)
+    return ax
+
+
 def plot_history(history, keys=("train_loss", "test_loss"), ax=None, title="Training curves"):
     """Plot per-epoch values from a training History (a dict of equal-length lists) against the epoch.
 

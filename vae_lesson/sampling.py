@@ -6,8 +6,9 @@ is no generator: nothing made its latent space look like N(0, I).
 
 import torch
 
+from . import validate
 from .data import iterate_batches
-from .models import flatten_images, model_device
+from .models import model_device
 
 
 def _latent_means(model, images):
@@ -19,6 +20,8 @@ def _latent_means(model, images):
 @torch.no_grad()
 def sample_prior(model, n, generator=None):
     """Decode n draws z ~ N(0, I) of shape (n, latent_dim); returns images (n, 1, 28, 28)."""
+    validate.model(model)
+    n = validate.whole_number(n, "n")
     model.eval()
     z = torch.randn(n, model.latent_dim, generator=generator, device=model_device(model))
     return model.decode(z)
@@ -27,6 +30,9 @@ def sample_prior(model, n, generator=None):
 @torch.no_grad()
 def encode_dataset(model, images, batch_size=2000):
     """Latent codes for many images: (N, latent_dim); the means mu for a VAE. Returned on the CPU."""
+    validate.model(model)
+    images = validate.images(images, dtype=validate.parameter_dtype(model))
+    batch_size = validate.whole_number(batch_size, "batch_size")
     model.eval()
     device = model_device(model)
     parts = [_latent_means(model, batch.to(device)).cpu()
@@ -41,11 +47,12 @@ def interpolate(model, x_a, x_b, steps=10):
     x_a, x_b: one image each, (1, 28, 28), (1, 1, 28, 28) or (784,). Returns (steps, 1, 28, 28),
     starting at x_a's reconstruction and ending at x_b's.
     """
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2 (the two end points), got {steps}.")
+    validate.model(model)
+    steps = validate.whole_number(steps, "steps", minimum=2)  # the two end points
     model.eval()
     device = model_device(model)
-    ends = torch.cat([flatten_images(x.reshape(1, -1)) for x in (x_a, x_b)]).to(device)
+    dtype = validate.parameter_dtype(model)
+    ends = torch.cat([validate.one_image(x_a, "x_a", dtype), validate.one_image(x_b, "x_b", dtype)]).to(device)
     z_a, z_b = _latent_means(model, ends)
     t = torch.linspace(0, 1, steps, device=device).unsqueeze(1)
     return model.decode((1 - t) * z_a + t * z_b)
@@ -57,6 +64,11 @@ def latent_grid_coordinates(n=15, low=0.05, high=0.95):
     Kingma & Welling (2014, fig. 4) map a regular grid on the unit square through the inverse CDF
     of N(0, 1), so each cell covers the same prior probability.
     """
+    n = validate.whole_number(n, "n")
+    low, high = validate.number(low, "low", above=0), validate.number(high, "high", above=0)
+    if not low < high < 1:
+        raise ValueError(f"low and high are probabilities with 0 < low < high < 1, got low={low:g}, high={high:g}; "
+                         "the default 0.05 and 0.95 leave out the prior's far tails.")
     probabilities = torch.linspace(low, high, n, dtype=torch.float64)
     return torch.distributions.Normal(0.0, 1.0).icdf(probabilities).float()
 
@@ -67,6 +79,7 @@ def latent_grid(model, n=15, low=0.05, high=0.95):
 
     Row-major, like the figure: the first row has the largest z2 and columns go from low to high z1.
     """
+    validate.model(model)
     if model.latent_dim != 2:
         raise ValueError(f"latent_grid needs a model with latent_dim=2, got latent_dim={model.latent_dim}.")
     model.eval()

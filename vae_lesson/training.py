@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from . import validate
 from .collapse import warmup_beta
 from .data import iterate_batches
 from .loss import LossTerms
@@ -37,16 +38,6 @@ HISTORY_KEYS = ("train_loss", "train_reconstruction", "train_kl", "test_loss", "
 def resolve_device(device=None):
     """None -> CPU (the course's default); otherwise a torch.device from "cpu", "cuda", "mps", ..."""
     return torch.device("cpu" if device is None else device)
-
-
-def images_of(data, name):
-    """Accept an images tensor or an (images, labels) pair, as load_mnist returns it; return the images."""
-    images = data[0] if isinstance(data, (tuple, list)) else data
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be an images tensor or an (images, labels) pair, got {type(images).__name__}.")
-    if images.dim() not in (2, 4) or images.shape[0] == 0:
-        raise ValueError(f"{name} must hold images of shape (N, 1, 28, 28) or (N, 784), got {tuple(images.shape)}.")
-    return images
 
 
 class StepLoss(float):
@@ -81,7 +72,10 @@ def evaluate(model, images, *, beta=1.0, batch_size=1000, seed=0):
     images: tensor (N, 1, 28, 28) or an (images, labels) pair. For the VAE the noise is drawn
     from a generator seeded with `seed`, so the number is repeatable. Returns LossTerms of floats.
     """
-    images = images_of(images, "images")
+    validate.model(model)
+    images = validate.images_or_pair(images, "images", validate.parameter_dtype(model))
+    beta = validate.kl_weight(beta)
+    batch_size = validate.whole_number(batch_size, "batch_size")
     device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
@@ -113,16 +107,20 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
     "test_reconstruction", "test_kl" (evaluated after the epoch). Losses are nats per image.
     Raises FloatingPointError naming the epoch and batch if the loss stops being finite.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    validate.model(model)
+    epochs = validate.whole_number(epochs, "epochs")
+    batch_size = validate.whole_number(batch_size, "batch_size")
+    lr, beta = validate.learning_rate(lr), validate.kl_weight(beta)
+    seed = validate.whole_number(seed, "seed", minimum=0)
     if lr_schedule not in LR_SCHEDULERS:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"warmup_epochs must be a whole number >= 0 (0: no warm-up), got {warmup_epochs!r}.")
     speedups = Speedups() if speedups is None else speedups
     device = resolve_device(device)
-    train_images = images_of(train_data, "train_data").to(device)
-    test_images = None if test_data is None else images_of(test_data, "test_data")
+    dtype = validate.parameter_dtype(model)
+    train_images = validate.images_or_pair(train_data, "train_data", dtype).to(device)
+    test_images = None if test_data is None else validate.images_or_pair(test_data, "test_data", dtype)
     model.to(device)
     model.train()
     optimizer = adam(model.parameters(), lr, device, speedups)
@@ -152,7 +150,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
                     scheduler.step()
                 step += 1
                 after_step(optimizer, step, device, speedups)
-                sums = [total + value * images.shape[0] for total, value in zip(sums, (loss, loss.reconstruction, loss.kl))]
+                terms = (loss, loss.reconstruction, loss.kl)
+                sums = [total + value * images.shape[0] for total, value in zip(sums, terms)]
                 bar.update(1)
 
             history["epoch"].append(epoch)

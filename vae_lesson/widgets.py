@@ -5,11 +5,14 @@ model's latent scatter plot shows where the point sits among the encoded digits.
 point into a gap between clusters shows the difference the course is about: the VAE decodes
 something digit-like almost everywhere near the origin, the autoencoder often does not.
 
-Everything on screen is an ipywidgets.Image holding PNG bytes rendered with matplotlib's Agg
-canvas (no pyplot, so no extra figures appear in the notebook), which JupyterLab shows
-without any extension and a browser test can read back.
+Everything on screen is one of ipywidgets' own widgets (sliders, and Images holding PNG bytes rendered
+with matplotlib's Agg canvas: no pyplot, so no extra figures appear in the notebook), which every
+front end with ipywidgets support draws without another extension: JupyterLab, Notebook 7, VS Code,
+Colab. Where there is none (a static page, an exported notebook), displaying the explorer shows a
+still picture of the same four panels instead.
 """
 
+import base64
 import io
 
 import ipywidgets as widgets
@@ -18,11 +21,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from . import validate
 from .models import model_device
 from .plotting import digit_legend, plot_latent_scatter
 
 CSS_PREFIX = "vae-lesson"  # class names a browser test finds the widgets by, e.g. "vae-lesson-ae-image"
 IMAGE_ZOOM = 5  # decoded 28x28 digits are shown as 140x140 PNGs, each pixel a 5x5 block
+# The output type front ends with ipywidgets support draw as a live widget (protocol version 2, as in
+# ipywidgets 7 and 8).
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 
 def _png_of_digit(image):
@@ -57,13 +64,18 @@ class LatentExplorer:
 
     def __init__(self, autoencoder, vae, ae_latents, vae_latents, labels, lim=None, max_points=2000, step=0.05):
         for name, model in (("autoencoder", autoencoder), ("vae", vae)):
+            validate.model(model, name)
             if getattr(model, "latent_dim", None) != 2:
                 raise ValueError(
                     f"the explorer draws a 2-D latent plane, but the {name} has "
                     f"latent_dim={getattr(model, 'latent_dim', None)}; train it with latent_dim=2."
                 )
+        labels = validate.labels(labels, "labels", len(labels) if isinstance(labels, torch.Tensor) else 0)
+        max_points = validate.whole_number(max_points, "max_points")
+        step = validate.number(step, "step", above=0)
         for name, z in (("ae_latents", ae_latents), ("vae_latents", vae_latents)):
-            if z.dim() != 2 or z.shape[1] != 2 or z.shape[0] != labels.shape[0]:
+            validate.latents(z, name, min_points=1, dim=2)
+            if z.shape[0] != labels.shape[0]:
                 raise ValueError(
                     f"{name} must have shape (N, 2) with one row per label (N={labels.shape[0]}), "
                     f"got {tuple(z.shape)}; encode the images with sampling.encode_dataset(model, images)."
@@ -144,9 +156,31 @@ class LatentExplorer:
             marker.set_data([self.z1.value], [self.z2.value])
             scatter.value = _png_of_figure(self._figures[key])
 
-    def _repr_mimebundle_(self, **kwargs):
-        # lets a notebook cell end with `explorer` and show the widget
-        return self.widget._repr_mimebundle_(**kwargs)
+    def static_png(self):
+        """PNG bytes of what the explorer shows now: both decoded digits above both scatter plots."""
+        figure = Figure(figsize=(6.6, 6.0), dpi=80, layout="constrained")
+        axes = figure.subplots(2, 2, height_ratios=[1.0, 1.5])
+        for column, (title, image, scatter) in enumerate((("Autoencoder", self.ae_image, self.ae_scatter),
+                                                          ("VAE", self.vae_image, self.vae_scatter))):
+            for row, png in enumerate((image.value, scatter.value)):
+                axes[row, column].imshow(matplotlib.image.imread(io.BytesIO(bytes(png)), format="png"))
+                axes[row, column].set_axis_off()
+            axes[0, column].set_title(f"{title} decoder")
+        figure.suptitle(f"z = ({self.z1.value:.2f}, {self.z2.value:.2f}): a still picture; run the notebook "
+                        "in Jupyter to move the point")
+        return _png_of_figure(figure)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # A cell ending with `explorer` shows the widget where the front end draws widgets, and the
+        # still picture (image/png) where it does not: each front end picks the richest type it knows.
+        bundle = {
+            "text/plain": f"LatentExplorer at z = ({self.z1.value:.2f}, {self.z2.value:.2f})",
+            "image/png": base64.b64encode(self.static_png()).decode("ascii"),
+        }
+        if getattr(self.widget, "comm", None) is not None:  # a closed widget has no view left to show
+            bundle[WIDGET_VIEW_MIMETYPE] = {"version_major": 2, "version_minor": 0,
+                                            "model_id": self.widget.model_id}
+        return bundle
 
 
 def latent_explorer(autoencoder, vae, ae_latents, vae_latents, labels, lim=None, max_points=2000, step=0.05):
