@@ -55,18 +55,12 @@ def _same(setting, before, after):
     return before == after
 
 
-def guarded_call(fn, args):
-    """(fn(*args) or the exception it raised, [what it changed]); every changed setting is put back.
+def read_settings():
+    return [setting.read() for setting in GLOBAL_SETTINGS]
 
-    Runs in the calling thread (gradient mode is per thread), so it can wrap a call made in a
-    worker thread too. The exception, if any, is returned, not raised.
-    """
-    before = [setting.read() for setting in GLOBAL_SETTINGS]
-    value, error = None, None
-    try:
-        value = fn(*args)
-    except BaseException as raised:  # noqa: B036 - reported to the check, which decides what to say
-        error = raised
+
+def restore_settings(before):
+    """Put back every setting that differs from `before`; say what each one had become."""
     changes = []
     for setting, old in zip(GLOBAL_SETTINGS, before):
         new = setting.read()
@@ -74,7 +68,26 @@ def guarded_call(fn, args):
             setting.restore(old)
             what = "reseeded" if setting.name == "the random seed" else f"{old} -> {new}"
             changes.append(f"{setting.name} ({what}, usually {setting.usual_cause})")
-    return value, error, changes
+    return changes
+
+
+def guarded_call(fn, args, abandoned=None):
+    """(fn(*args) or the exception it raised, [what it changed]); every changed setting is put back.
+
+    Runs in the calling thread (gradient mode is per thread), so it can wrap a call made in a
+    worker thread too. The exception, if any, is returned, not raised. A call the check has
+    `abandoned` (an Event, set when it ran past the time limit) restores nothing when it finally
+    ends: by then the settings belong to later cells, and the check has put back its own.
+    """
+    before = read_settings()
+    value, error = None, None
+    try:
+        value = fn(*args)
+    except BaseException as raised:  # noqa: B036 - reported to the check, which decides what to say
+        error = raised
+    if abandoned is not None and abandoned.is_set():
+        return value, error, []
+    return value, error, restore_settings(before)
 
 
 def changes_message(changes):
@@ -137,8 +150,11 @@ def call_with_limit(fn, args, seconds=None, output=None, recorder=None):
         with recorder if recorder is not None else contextlib.nullcontext():
             return fn(*arguments)
 
+    abandoned = threading.Event()
+    before = read_settings()
+
     def run():
-        value, error, changes = guarded_call(watched, args)
+        value, error, changes = guarded_call(watched, args, abandoned)
         outcome.value, outcome.error, outcome.changes = value, error, tuple(changes)
 
     thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)
@@ -147,9 +163,11 @@ def call_with_limit(fn, args, seconds=None, output=None, recorder=None):
         thread.join(seconds)
         outcome.finished = not thread.is_alive()
         if not outcome.finished:
+            abandoned.set()
             _ask_to_stop(thread)
             thread.join(STOP_GRACE_S)
             outcome.stopped = not thread.is_alive()
+            outcome.changes = tuple(restore_settings(before))  # gradient mode is the worker's own
     return outcome
 
 
