@@ -362,3 +362,15 @@ def test_an_in_place_operation_that_cannot_work_is_named():
 def test_a_hard_coded_size_names_the_operation_and_the_shapes():
     result = check_reparameterize(lambda mu, logvar: mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape[0], 20))
     assert "Don't hard-code sizes" in result.hint and "your mul got shapes (6, 4), (6, 20)" in result.hint
+
+
+def test_probe_sizes_are_not_constants_students_write():
+    # A KL weight of 0.5, 2 or 4, or a hard-coded latent size of 2 or 20 (the course's models),
+    # must not coincide with a size the checks' diagnoses compare against.
+    from vae_lesson.checks import kl_divergence, reparameterize, sample_prior, vae_loss
+
+    student_constants = {0.5, 2, 4, 20}
+    batch_sizes = {vae_loss.BATCH, kl_divergence.probe_inputs()[0].shape[0], sample_prior.N_SHAPE, sample_prior.N_STATS}
+    latent_sizes = {vae_loss.LATENT, len(reparameterize.MU), sample_prior.LATENT, kl_divergence.probe_inputs()[0].shape[1]}
+    assert not {vae_loss.BATCH, vae_loss.LATENT, 1 / vae_loss.BATCH, 1 / vae_loss.LATENT} & student_constants
+    assert not batch_sizes & {2, 4, 20} and not latent_sizes & {2, 20}

@@ -20,7 +20,9 @@ FORMULA = (
     "(F.binary_cross_entropy_with_logits(logits, images.view(-1, 784), reduction='sum') "
     "+ kl_divergence(mu, logvar).sum()) / batch_size"
 )
-BATCH, LATENT = 4, 3
+# Neither size is a constant a student plausibly writes (a KL weight of 0.5, 2 or 4, a latent size of 2 or
+# 20), so that such a constant shows up as itself rather than as "summed over the batch".
+BATCH, LATENT = 6, 3
 MU_SCALES = (3.0, 1.0, 0.4, 2.0)  # KL and BCE vary independently across the four probes
 _FLATTEN = (
     "images arrive as (batch, 1, 28, 28) and logits as (batch, 784): flatten the images with "
@@ -36,7 +38,7 @@ ERROR_HINTS = (
 
 
 def probe_inputs(index):
-    """One probe: logits (4, 784), images (4, 1, 28, 28) in [0, 1] with a zero background, mu, logvar (4, 3)."""
+    """One probe: logits (6, 784), images (6, 1, 28, 28) in [0, 1] with a zero background, mu, logvar (6, 3)."""
     generator = torch.Generator().manual_seed(100 + index)
     logits = (torch.randn(BATCH, N_PIXELS, generator=generator) * 2).clamp(-6, 6)
     images = torch.rand(BATCH, 1, 28, 28, generator=generator)
@@ -143,7 +145,7 @@ RECONSTRUCTION_WEIGHT_MISTAKES = (
             "the reconstructions worse.",
             "The BCE is a negative log-likelihood, already positive: add it."),
     Mistake("reconstruction_scaled", lambda f: not nice(f.a, 1),
-            "Your reconstruction term is {a:.4g} times the expected value.",
+            "Your reconstruction term is {a:.3g} times the expected value.",
             "The reconstruction term is the BCE summed over the 784 pixels, divided by the batch size."),
 )
 
@@ -161,7 +163,8 @@ KL_WEIGHT_MISTAKES = (
             "value with the check's {latent} latent dimensions).",
             "Sum the KL over the latent dimensions: .sum(dim=1), then average over the batch."),
     Mistake("kl_half_missing", _b_is(2),
-            "Your KL term is twice the expected value: the factor 1/2 of the KL is missing.",
+            "Your KL term is twice the expected value: the factor 1/2 of the KL is missing (or it is weighted 2, "
+            "a beta-VAE's weight; with beta = 1 the loss is exactly the negative ELBO).",
             "KL = 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
     Mistake("kl_subtracted", _b_is(-1),
             "Your KL term is subtracted instead of added: the negative ELBO is reconstruction + KL. Minimising "
