@@ -1,7 +1,8 @@
 """Every diagnosis code in the checks' mistakes tables is reached by a student-like wrong function.
 
 Each exercise module of vae_lesson.checks lists its codes in CODES; tests/test_check_<name>.py has
-the MISTAKES catalogue whose rows are asserted (there) to produce their code. A code no catalogue
+the MISTAKES catalogue (and CAUTIONS, right answers inexact at extreme inputs) whose rows are
+asserted there to produce their code. A code no catalogue
 row reaches is either a mistake no test shows the check can recognise, or dead: add the wrong
 function that makes it, or delete the row.
 """
@@ -21,7 +22,9 @@ CATALOGUES = {
 
 
 def _reached(name):
-    return {row[2] for row in CATALOGUES[name].MISTAKES}
+    """Codes asserted by the catalogues: MISTAKES (fail with the code), CAUTIONS (pass with it)."""
+    catalogue = CATALOGUES[name]
+    return {row[2] for row in [*catalogue.MISTAKES, *getattr(catalogue, "CAUTIONS", [])]}
 
 
 @pytest.mark.parametrize("module", checks.EXERCISES, ids=lambda m: m.__name__.rsplit(".", 1)[1])

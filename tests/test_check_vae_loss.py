@@ -110,6 +110,18 @@ def _loss_zero(logits, images, mu, logvar):
     return torch.tensor(loss)
 
 
+def _loss_log_sigmoid(logits, images, mu, logvar):
+    x, p = _flat(images), torch.sigmoid(logits)
+    log_likelihood = x * torch.log(p) + (1 - x) * torch.log(1 - p)
+    return (-log_likelihood.sum() + _kl_sum(mu, logvar)) / len(x)
+
+
+def _loss_log_sigmoid_epsilon(logits, images, mu, logvar):
+    x, p = _flat(images), torch.sigmoid(logits)
+    log_likelihood = x * torch.log(p + 1e-8) + (1 - x) * torch.log(1 - p + 1e-8)
+    return (-log_likelihood.sum() + _kl_sum(mu, logvar)) / len(x)
+
+
 MISTAKES = [
     ("15", lambda l, x, mu, lv: _bce(l, x, "mean") + _kl_sum(mu, lv) / len(x), "reconstruction_mean_over_pixels", "the KL dominates"),
     ("15", lambda l, x, mu, lv: _bce(l, x, "mean") + vae_lesson.kl_divergence(mu, lv).mean() / 3, "reconstruction_mean_over_pixels", "Also: Your KL term is averaged over the latent"),
@@ -150,7 +162,22 @@ MISTAKES = [
     ("extra", lambda l, x, mu, lv: _kl_sum(mu, lv) / len(x), "reconstruction_missing", "no reconstruction term"),
     ("extra", lambda l, x, mu, lv: (-_bce(l, x) + _kl_sum(mu, lv)) / len(x), "reconstruction_sign", "wrong sign"),
     ("extra", lambda l, x, mu, lv: _bce(l, x) / 128 + vae_lesson.kl_divergence(mu, lv).mean(), "reconstruction_scaled", "0.0469 times"),
+    ("14: saturated logits", _loss_log_sigmoid, "loss_log_sigmoid", "the log is taken of sigmoid(logits) directly"),
 ]
+
+
+# Right answers that are inexact only at extreme inputs: they pass, with a caution naming the range.
+CAUTIONS = [
+    ("14: saturated logits", _loss_probabilities, "loss_inexact_saturated", "clamps each log at -100"),
+    ("14: saturated logits", _loss_log_sigmoid_epsilon, "loss_inexact_saturated", "an epsilon is added before the log"),
+]
+
+
+@pytest.mark.parametrize("issue, fn, diagnosis, phrase", CAUTIONS, ids=[c[2] for c in CAUTIONS])
+def test_vae_loss_inexact_only_at_extremes_passes_with_a_caution(issue, fn, diagnosis, phrase):
+    result = check_vae_loss(fn)
+    assert result.passed and result.diagnosis == diagnosis, result
+    assert "Caution: " in result.message and phrase in result.message
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

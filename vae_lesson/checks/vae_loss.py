@@ -214,8 +214,30 @@ GRADIENT_MISTAKES = (
             "Build the loss from differentiable torch operations only."),
 )
 
+# A confident decoder: logits of +-30 (a trained decoder gives about that for background pixels) on
+# binary images. In float32 sigmoid(30) is exactly 1, so log(1 - sigmoid(30)) = log(0) = -inf.
+SATURATED_LOGIT = 30.0
+_SATURATED = "a batch where the decoder is confident (logits of +-{logit:g}, right and wrong)"
+# Facts: loss, loss_value, reference (the negative ELBO there), expected (its value), logit.
+SATURATED_MISTAKES = (
+    Mistake("loss_log_sigmoid", lambda f: not bool(torch.isfinite(f.loss).all()),
+            "Your loss is {loss_value} for " + _SATURATED + ", where the negative ELBO is {expected:.6g}. In "
+            "float32 sigmoid({logit:g}) is exactly 1, so log(1 - sigmoid(logits)) is log(0) = -inf (and 0 * -inf "
+            "= nan): the log is taken of sigmoid(logits) directly.",
+            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum'), or F.logsigmoid(logits) and "
+            "F.logsigmoid(-logits) for log p and log(1 - p): they are exact for any logit."),
+)
+SATURATED_CAUTIONS = (
+    Mistake("loss_inexact_saturated", lambda f: not close(f.loss, f.reference, rtol=1e-4, atol=1e-3),
+            "for " + _SATURATED + " your loss is {loss_value:.6g}, the negative ELBO {expected:.6g}: the "
+            "probabilities are clamped or an epsilon is added before the log (F.binary_cross_entropy on "
+            "sigmoid(logits) clamps each log at -100). It trains, but confident mistakes are counted wrong and "
+            "give almost no gradient.",
+            "F.binary_cross_entropy_with_logits(logits, x, reduction='sum') is exact for any logit."),
+)
+
 CODES = codes(FORM_MISTAKES, WHOLE_LOSS_MISTAKES, RECONSTRUCTION_WEIGHT_MISTAKES, KL_WEIGHT_MISTAKES,
-              OUTPUT_MISTAKES, GRADIENT_MISTAKES)
+              OUTPUT_MISTAKES, GRADIENT_MISTAKES, SATURATED_MISTAKES, SATURATED_CAUTIONS)
 
 
 def check_vae_loss(fn):
@@ -267,6 +289,7 @@ def _body(check):
         kls.append(float(kl_divergence(mu.double(), logvar.double()).mean()))
     _values(check, torch.tensor(totals, dtype=torch.float64), reconstructions, torch.tensor(kls, dtype=torch.float64))
     _gradients(check)
+    _saturated(check)
     return (
         "Your loss is the negative ELBO per image: the BCE summed over the 784 pixels plus the KL summed "
         "over the latent dimensions, averaged over the batch, with gradients reaching the logits, mu and logvar."
@@ -321,3 +344,18 @@ def _gradients(check):
         facts.mismatched = next((n for n, leaf, ref in zip(names, leaves, references)
                                  if n in facts.reached and not close(leaf.grad, ref.grad, rtol=1e-3, atol=1e-6)), None)
     check.fail_first(GRADIENT_MISTAKES, facts)
+
+
+def _saturated(check):
+    """A confident decoder's logits: a loss built on log(sigmoid(.)) fails, a clamped one gets a caution."""
+    generator = torch.Generator().manual_seed(99)
+    logits = SATURATED_LOGIT * torch.randint(0, 2, (BATCH, N_PIXELS), generator=generator).float() * 2 - SATURATED_LOGIT
+    images = torch.randint(0, 2, (BATCH, 1, 28, 28), generator=generator).float()
+    mu = torch.randn(BATCH, LATENT, generator=generator)
+    logvar = torch.randn(BATCH, LATENT, generator=generator) * 0.7
+    loss = _call(check, logits, images, mu, logvar).detach().double()
+    expected = reconstruction_loss(logits.double(), images.double()) + kl_divergence(mu.double(), logvar.double()).mean()
+    facts = SimpleNamespace(loss=loss, loss_value=float(loss), reference=expected, expected=float(expected),
+                            logit=SATURATED_LOGIT)
+    check.fail_first(SATURATED_MISTAKES, facts)
+    check.caution_first(SATURATED_CAUTIONS, facts)
