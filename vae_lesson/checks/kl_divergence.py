@@ -179,20 +179,28 @@ EXTREME_MISTAKES = (
             "For a batch of 2 with 3 latent dimensions your KL has shape {kl_shape}, not (2,): the function "
             "seems to depend on the batch or latent size the first test used.",
             "Don't hard-code sizes; sum with .sum(dim=-1)."),
+)
+# A KL that is right for ordinary values and wrong only there is right, written as exp-then-log:
+# torch.distributions.kl_divergence between two Normals computes log(scale ** 2) the same way. It
+# passes, with a caution naming the range.
+EXTREME_CAUTIONS = (
     Mistake("kl_not_finite_large_logvar", lambda f: f.bad is not None,
-            "Your KL is right for ordinary values, but it is {bad_value} for an example with logvar = {extreme:g}, "
+            "your KL is right for ordinary values, but it is {bad_value} for an example with logvar = {extreme:g}, "
             "where the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) is finite ({bad_expected:.6g}). "
-            "exp(-120) underflows to 0 in float32, so a formula that takes log(exp(logvar)) or log(std ** 2) "
-            "gets log(0) = -inf. (torch.distributions.kl_divergence between two Normals computes log(std ** 2) "
-            "the same way, so it has this weakness too.)",
+            "In float32 exp(logvar) loses digits below logvar = -87 and is 0 below -104, so a formula that "
+            "takes log(exp(logvar)) or log(std ** 2) is off there and then log(0) = -inf (torch.distributions.kl_divergence "
+            "between two Normals computes log(std ** 2) the same way). An encoder rarely goes that far, but "
+            "one inf makes the whole loss inf.",
             "Use logvar itself wherever log sigma^2 appears; never exponentiate and then take the log."),
     Mistake("kl_inaccurate_large_logvar", lambda f: not close(f.kl, f.expected, rtol=1e-4, atol=1e-3),
-            "Your KL is right for ordinary values but inaccurate for large |logvar|: for logvar = {logvar_values} "
-            "it gives {kl_values}, the closed form {expected_values}.",
+            "your KL is right for ordinary values but inexact for large |logvar|: for logvar = {logvar_values} "
+            "it gives {kl_values}, the closed form {expected_values} (an epsilon added before a log changes "
+            "log sigma^2 where sigma^2 is tiny).",
             "Use logvar itself wherever log sigma^2 appears, and exp(logvar) for sigma^2."),
 )
 
-CODES = codes(VALUE_MISTAKES, SHAPE_MISTAKES, NOT_FINITE_MISTAKES, GRADIENT_MISTAKES, EXTREME_MISTAKES)
+CODES = codes(VALUE_MISTAKES, SHAPE_MISTAKES, NOT_FINITE_MISTAKES, GRADIENT_MISTAKES, EXTREME_MISTAKES,
+              EXTREME_CAUTIONS)
 
 
 def check_kl_divergence(fn):
@@ -235,10 +243,9 @@ def _body(check):
                                                          factor=float(ratio[0])), extra=seen)
     _gradients(check, mu, logvar)
     _extreme_logvar(check)
-    return (
-        "Your KL matches the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) for every example, "
-        "summed over the latent dimensions; gradients flow, and it stays finite for large |logvar|."
-    )
+    matches = ("Your KL matches the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) for every example, "
+               "summed over the latent dimensions; gradients flow")
+    return matches + ("." if check.cautions else ", and it stays finite for large |logvar|.")
 
 
 def _gradients(check, mu, logvar):
@@ -267,3 +274,4 @@ def _extreme_logvar(check):
         facts.bad, facts.bad_value, facts.bad_expected = bad, float(kl[bad]), float(expected[bad])
         facts.extreme = float(logvar[bad][logvar[bad].abs().argmax()])
     check.fail_first(EXTREME_MISTAKES, facts)
+    check.caution_first(EXTREME_CAUTIONS, facts)
