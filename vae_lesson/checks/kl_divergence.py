@@ -75,6 +75,13 @@ _BY_VALUE = (
      "other courses and papers): 0.5 * sum(mu^2 + exp(2 * logvar) - 1 - 2 * logvar). Here the encoder's "
      "logvar is log sigma^2, the log of the variance.",
      "With logvar = log sigma^2 there is no factor 2: sigma^2 = exp(logvar) and log sigma^2 = logvar."),
+    ("kl_mu_missing", lambda mu, lv: _sum(lv.exp() - 1 - lv),
+     "Your KL has no mu^2 term: 0.5 * sum(exp(logvar) - 1 - logvar) measures only the spread, so nothing "
+     "pulls the means towards 0 and the codes can drift anywhere.",
+     "Add mu^2: 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
+    ("kl_arguments_swapped", lambda mu, lv: kl_divergence(lv, mu),
+     "Your KL is the closed form with mu and logvar swapped: the check calls fn(mu, logvar), mu first.",
+     "Keep the order of the signature: def kl_divergence(mu, logvar)."),
     ("kl_minus_one_missing", lambda mu, lv: _sum(mu**2 + lv.exp() - lv),
      "Your KL is too large by 0.5 per latent dimension, for every example: the - 1 inside the sum is missing. "
      "Without it the KL of the prior with itself (mu = 0, logvar = 0) would be 0.5 per dimension instead of 0.",

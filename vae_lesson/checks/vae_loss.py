@@ -8,13 +8,13 @@ a * reconstruction + b * KL, and reads the mistake off the weights a and b with 
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
 from ..kl import kl_divergence
 from ..loss import reconstruction_loss
 from ..models import N_PIXELS
 from .errors import BCE, ELEMENTWISE, ErrorHint
 from .harness import Mistake, close, codes, nice, run_check, shape, snapshot
+from .loss_forms import FORM_MISTAKES, fit, kl_forms, reconstruction_forms
 
 FORMULA = (
     "(F.binary_cross_entropy_with_logits(logits, images.view(-1, 784), reduction='sum') "
@@ -46,45 +46,6 @@ def probe_inputs(index):
     mu = torch.randn(BATCH, LATENT, generator=generator) * MU_SCALES[index]
     logvar = torch.randn(BATCH, LATENT, generator=generator) * 0.7
     return logits, images, mu, logvar
-
-
-def reconstruction_forms(logits, images):
-    """The reconstruction terms per image (summed over pixels, / batch) a loss may be built on."""
-    x = images.reshape(len(logits), -1)
-    n = len(logits)
-    p = torch.sigmoid(logits)
-    return {
-        "bce": reconstruction_loss(logits, images),
-        "sigmoid_twice": F.binary_cross_entropy_with_logits(p, x, reduction="sum") / n,
-        "mse": (p - x).pow(2).sum() / n,
-        "mse_logits": (logits - x).pow(2).sum() / n,
-    }
-
-
-# Facts: form (the reconstruction form the fit found).
-FORM_MISTAKES = (
-    Mistake("sigmoid_twice", lambda f: f.form == "sigmoid_twice",
-            "Your reconstruction term matches BCE computed on sigmoid(sigmoid(logits)): the sigmoid is applied "
-            "twice. Giving binary_cross_entropy_with_logits probabilities (torch.sigmoid(logits)) instead of "
-            "logits is the same mistake; the check cannot tell the two apart.",
-            "binary_cross_entropy_with_logits applies the sigmoid itself: pass it the raw logits. Or use "
-            "F.binary_cross_entropy(torch.sigmoid(logits), x, reduction='sum'), with one sigmoid."),
-    Mistake("mse", lambda f: f.form == "mse",
-            "Your reconstruction term matches a squared error sum((sigmoid(logits) - x)^2), not the binary "
-            "cross-entropy. The lesson's decoder models each pixel as a Bernoulli probability, whose negative "
-            "log-likelihood is the BCE; a squared error is a different (and, for the ELBO, wrongly scaled) loss.",
-            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum')."),
-    Mistake("mse_logits", lambda f: f.form == "mse_logits",
-            "Your reconstruction term matches a squared error between the logits and the images, "
-            "sum((logits - x)^2): logits are raw scores, not pixel values, and the lesson's loss is the binary "
-            "cross-entropy.",
-            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum')."),
-    Mistake("loss_wrong", lambda f: f.form is None,
-            "Your loss does not match the negative ELBO, and not in any of the ways the check knows (a term "
-            "scaled, left out, or computed with MSE or a doubled sigmoid).",
-            "Build it in two parts and print each: reconstruction = BCE summed over pixels; kl = the closed "
-            "form summed over latent dimensions; then (reconstruction + kl) / batch_size."),
-)
 
 
 # a is pinned down to ~1e-7 by the large reconstruction term; b only to ~1e-4, because float32
@@ -286,8 +247,8 @@ def _body(check):
         check.fail_first(OUTPUT_MISTAKES[2:], SimpleNamespace(loss=loss, value=float(loss)))
         totals.append(float(loss.detach()))
         reconstructions.append(reconstruction_forms(logits.double(), images.double()))
-        kls.append(float(kl_divergence(mu.double(), logvar.double()).mean()))
-    _values(check, torch.tensor(totals, dtype=torch.float64), reconstructions, torch.tensor(kls, dtype=torch.float64))
+        kls.append(kl_forms(mu.double(), logvar.double()))
+    _values(check, torch.tensor(totals, dtype=torch.float64), reconstructions, kls)
     _gradients(check)
     _saturated(check)
     return (
@@ -298,25 +259,17 @@ def _body(check):
 
 def _values(check, totals, reconstructions, kls):
     """Fit total = a * reconstruction + b * KL over the probes, then name what a and b reveal."""
+    recon, kl = float(reconstructions[0]["bce"]), float(kls[0]["kl"])
     seen = (
-        f"\n(For the check's first batch your loss is {float(totals[0]):.5g}; the expected "
-        f"{float(reconstructions[0]['bce'] + kls[0]):.5g} is reconstruction {float(reconstructions[0]['bce']):.5g} "
-        f"+ KL {float(kls[0]):.4g}, per image.)"
+        f"\n(For the check's first batch your loss is {float(totals[0]):.5g}; the expected {recon + kl:.5g} is "
+        f"reconstruction {recon:.5g} + KL {kl:.4g}, per image.)"
     )
-    found = None
-    for form in ("bce", "sigmoid_twice", "mse", "mse_logits"):
-        recon = torch.stack([variant[form] for variant in reconstructions])
-        design = torch.stack([recon, kls], dim=1)
-        a, b = torch.linalg.lstsq(design, totals[:, None]).solution[:, 0].tolist()
-        residual = float((design @ torch.tensor([a, b], dtype=torch.float64) - totals).abs().max())
-        if residual <= 1e-4 * float(totals.abs().max()) + 1e-5:
-            found = form
-            break
-    facts = SimpleNamespace(form=found, a=a, b=b, batch=BATCH, latent=LATENT, divisor=BATCH / a if a else 0.0,
-                            recon_part=a * float(recon[0]), kl_part=b * float(kls[0]))
-    if found is None:
+    form, kl_form, a, b = fit(totals, reconstructions, kls)
+    facts = SimpleNamespace(form=form, kl_form=kl_form, a=a, b=b, batch=BATCH, latent=LATENT,
+                            divisor=BATCH / a if a else 0.0, recon_part=a * recon, kl_part=b * kl)
+    if form is None:
         check.fail_with(FORM_MISTAKES[-1], facts, extra=seen)
-    problems = [row for row in FORM_MISTAKES if found != "bce" and row.recognise(facts)]  # the most telling first
+    problems = [row for row in FORM_MISTAKES if row.recognise(facts)]  # the most telling first
     if not (nice(a, 1) and nice(b, 1, atol=1e-3)):
         if nice(a, b, atol=1e-3):
             tables = (WHOLE_LOSS_MISTAKES,)
