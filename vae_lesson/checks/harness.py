@@ -193,7 +193,9 @@ class Check:
     def call(self, *args, described):
         """fn(*args); a NotImplementedError means "not done yet", any other exception is reported.
 
-        Global torch settings the function changes are put back at once and noted (see guard.py).
+        The call runs under guard.call_with_limit: global torch settings it changes are put back at
+        once and noted, it is abandoned after guard.TIME_LIMIT_S, and what it prints is capped. The
+        hint for an exception comes from errors.hint_for (its type and the torch function that raised).
         """
         name = function_name(self.fn)
         recorder = CallRecorder()
