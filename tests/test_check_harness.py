@@ -428,3 +428,21 @@ def test_specific_mistake_is_named_with_its_fix(check, fn, diagnosis, cause, fix
     result = check(fn)
     assert_fails(result, diagnosis, cause)
     assert fix in result.hint, result
+
+
+def test_interrupting_the_kernel_stops_the_students_call_too(monkeypatch):
+    # The user presses "interrupt" while the check waits: the interrupt reaches the notebook, and
+    # the student's loop, running in the check's worker thread, is stopped rather than left behind.
+    before = _check_threads()
+
+    def interrupted_join(self, timeout=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    with pytest.raises(KeyboardInterrupt):
+        check_reparameterize(_endless_loop)
+    monkeypatch.undo()
+    deadline = time.perf_counter() + 3
+    while _check_threads() - before and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert not _check_threads() - before

@@ -161,7 +161,13 @@ def call_with_limit(fn, args, seconds=None, output=None, recorder=None):
     thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)
     with captured(output if output is not None else CappedOutput()):
         thread.start()
-        thread.join(seconds)
+        try:
+            thread.join(seconds)
+        except BaseException:  # the user interrupted the kernel: stop the call too, then let it through
+            abandoned.set()
+            _ask_to_stop(thread)
+            restore_settings(before)
+            raise
         outcome.finished = not thread.is_alive()
         if not outcome.finished:
             abandoned.set()
