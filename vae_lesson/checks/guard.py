@@ -12,7 +12,6 @@ What the function prints is kept up to MAX_PRINTED_LINES and shown once, before 
 import contextlib
 import ctypes
 import io
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
