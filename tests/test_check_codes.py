@@ -1,7 +1,9 @@
 """Every diagnosis code in the checks' mistakes tables is reached by a student-like wrong function.
 
 Each exercise module of vae_lesson.checks lists its codes in CODES; tests/test_check_<name>.py has
-the MISTAKES catalogue whose rows are asserted (there) to produce their code. A code no catalogue
+the MISTAKES catalogue (and CAUTIONS, right answers inexact at extreme inputs) whose rows are
+asserted there to produce their code; tests/test_check_harness.py's FALLBACKS add specific
+mistakes whose hint is asserted too. A code no catalogue
 row reaches is either a mistake no test shows the check can recognise, or dead: add the wrong
 function that makes it, or delete the row.
 """
@@ -12,7 +14,7 @@ import pytest
 
 from vae_lesson import checks
 
-from test_check_harness import HARNESS_CASES
+from test_check_harness import FALLBACKS, HARNESS_CASES
 
 CATALOGUES = {
     module.__name__.rsplit(".", 1)[1]: importlib.import_module(f"test_check_{module.__name__.rsplit('.', 1)[1]}")
@@ -21,7 +23,12 @@ CATALOGUES = {
 
 
 def _reached(name):
-    return {row[2] for row in CATALOGUES[name].MISTAKES}
+    """Codes asserted by the catalogues: MISTAKES (fail with the code), CAUTIONS (pass with it), and
+    test_check_harness's FALLBACKS for this exercise (fail with the code, the fix in the hint)."""
+    catalogue = CATALOGUES[name]
+    check = getattr(checks, f"check_{name}")
+    fallbacks = [row[1:] for row in FALLBACKS if row[0] is check]
+    return {row[2] for row in [*catalogue.MISTAKES, *getattr(catalogue, "CAUTIONS", [])]} | {row[1] for row in fallbacks}
 
 
 @pytest.mark.parametrize("module", checks.EXERCISES, ids=lambda m: m.__name__.rsplit(".", 1)[1])

@@ -362,3 +362,87 @@ def test_an_in_place_operation_that_cannot_work_is_named():
 def test_a_hard_coded_size_names_the_operation_and_the_shapes():
     result = check_reparameterize(lambda mu, logvar: mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape[0], 20))
     assert "Don't hard-code sizes" in result.hint and "your mul got shapes (6, 4), (6, 20)" in result.hint
+
+
+def test_probe_sizes_are_not_constants_students_write():
+    # A KL weight of 0.5, 2 or 4, or a hard-coded latent size of 2 or 20 (the course's models),
+    # must not coincide with a size the checks' diagnoses compare against.
+    from vae_lesson.checks import kl_divergence, reparameterize, sample_prior, vae_loss
+
+    student_constants = {0.5, 2, 4, 20}
+    batch_sizes = {vae_loss.BATCH, kl_divergence.probe_inputs()[0].shape[0], sample_prior.N_SHAPE, sample_prior.N_STATS}
+    latent_sizes = {vae_loss.LATENT, len(reparameterize.MU), sample_prior.LATENT, kl_divergence.probe_inputs()[0].shape[1]}
+    assert not {vae_loss.BATCH, vae_loss.LATENT, 1 / vae_loss.BATCH, 1 / vae_loss.LATENT} & student_constants
+    assert not batch_sizes & {2, 4, 20} and not latent_sizes & {2, 20}
+
+
+# ----------------------------------------------------------------------------------------------
+# Specific fallbacks: where a cheap test tells, the mistake is named with its fix, not "does not match".
+
+
+def _flat(images):
+    return images.reshape(len(images), -1)
+
+
+def _kl_sum(mu, logvar):
+    return 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum()
+
+
+def _loss_with(reconstruction, kl):
+    return lambda logits, images, mu, logvar: (reconstruction(logits, _flat(images)) + kl(mu, logvar)) / len(images)
+
+
+def _bce(logits, x):
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+
+
+FALLBACKS = [
+    # (check, wrong function, diagnosis, the cause named in the message, the fix named in the hint)
+    (check_reparameterize, lambda mu, lv: torch.exp(0.5 * lv) + mu * torch.randn_like(mu),
+     "mean_std_swapped", "mean and the standard deviation are swapped", "mu is the centre"),
+    (check_reparameterize, lambda mu, lv: mu + torch.exp(0.5 * lv) * torch.exp(0.5 * lv) * torch.randn_like(mu),
+     "std_is_variance", "the noise is multiplied by sigma twice", "sigma = exp(0.5 * logvar)"),
+    (check_reparameterize, lambda mu, log_std: mu + torch.exp(log_std) * torch.randn_like(mu),
+     "std_is_variance", "as if logvar were log sigma", "Halve logvar"),
+    (check_kl_divergence, lambda mu, lv: 0.5 * (lv.exp() - 1 - lv).sum(-1),
+     "kl_mu_missing", "no mu^2 term", "Add mu^2"),
+    (check_kl_divergence, lambda lv, mu: 0.5 * (mu**2 + lv.exp() - 1 - lv).sum(-1),
+     "kl_arguments_swapped", "mu and logvar swapped", "def kl_divergence(mu, logvar)"),
+    (check_kl_divergence, lambda mu, log_std: 0.5 * (mu**2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1),
+     "kl_logvar_as_log_std", "logvar = log sigma", "no factor 2"),
+    (check_vae_loss, _loss_with(lambda logits, x: _bce(x, logits), _kl_sum),
+     "bce_arguments_swapped", "two arguments swapped", "logits first, images second"),
+    (check_vae_loss, _loss_with(lambda logits, x: torch.nn.functional.binary_cross_entropy(x, torch.sigmoid(logits), reduction="sum"), _kl_sum),
+     "bce_arguments_swapped", "two arguments swapped", "logits first, images second"),
+    (check_vae_loss, _loss_with(_bce, lambda mu, lv: 0.5 * (lv.exp() - 1 - lv).sum()),
+     "kl_mu_missing", "no mu^2", "mu^2 + exp(logvar)"),
+    (check_vae_loss, _loss_with(_bce, lambda mu, lv: 0.5 * (mu**2 + (2 * lv).exp() - 1 - 2 * lv).sum()),
+     "kl_logvar_as_log_std", "logvar = log sigma", "no factor 2"),
+    (check_vae_loss, _loss_with(_bce, lambda mu, lv: _kl_sum(lv, mu)),
+     "kl_arguments_swapped", "mu and logvar swapped", "with mu and logvar as the loss receives them"),
+]
+
+
+@pytest.mark.parametrize("check, fn, diagnosis, cause, fix", FALLBACKS, ids=[f"{c.__name__}-{d}" for c, _, d, _, _ in FALLBACKS])
+def test_specific_mistake_is_named_with_its_fix(check, fn, diagnosis, cause, fix):
+    result = check(fn)
+    assert_fails(result, diagnosis, cause)
+    assert fix in result.hint, result
+
+
+def test_interrupting_the_kernel_stops_the_students_call_too(monkeypatch):
+    # The user presses "interrupt" while the check waits: the interrupt reaches the notebook, and
+    # the student's loop, running in the check's worker thread, is stopped rather than left behind.
+    before = _check_threads()
+
+    def interrupted_join(self, timeout=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    with pytest.raises(KeyboardInterrupt):
+        check_reparameterize(_endless_loop)
+    monkeypatch.undo()
+    deadline = time.perf_counter() + 3
+    while _check_threads() - before and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    assert not _check_threads() - before

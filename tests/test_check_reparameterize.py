@@ -98,7 +98,7 @@ def _reparam_in_place_on_exp(mu, logvar):
 MISTAKES = [
     # (issue number or "extra", implementation, diagnosis, phrase the student reads)
     ("1", _reparam_exp_logvar_plus_half, "std_exp_logvar_plus_half", "exp(logvar + 0.5)"),
-    ("2", lambda mu, lv: mu + torch.exp(lv) * torch.randn_like(mu), "std_is_variance", "That is the variance"),
+    ("2", lambda mu, lv: mu + torch.exp(lv) * torch.randn_like(mu), "std_is_variance", "the variance, not the standard deviation"),
     ("3", lambda mu, lv: mu + lv * torch.randn_like(mu), "std_is_logvar", "logvar is used directly"),
     ("3", lambda mu, lv: mu + torch.sqrt(lv) * torch.randn_like(mu), "std_is_sqrt_logvar", "square root of logvar"),
     ("4", lambda mu, lv: mu, "no_noise_z_is_mu", "no noise is added"),

@@ -259,7 +259,7 @@ def test_a_notebook_runs_from_the_installed_wheel_outside_any_clone(tmp_path):
     # After the lesson: where things went, and one small model through the cache as later lessons do.
     notebook.cells.append(nbformat.v4.new_code_cell(
         "import json, vae_lesson\n"
-        "vae_lesson.trained_model('vae', latent_dim=2, hidden_dim=16, epochs=1, progress=False)\n"
+        "vae_lesson.trained_model('vae-2d', hidden_dim=16, epochs=1, progress=False)\n"
         "print(json.dumps({'package': vae_lesson.__file__, 'data': str(vae_lesson.paths.data_dir()),\n"
         "                  'checkpoints': str(vae_lesson.paths.checkpoint_dir()), 'n_train': len(train_images)}))"))
     nbformat.write(notebook, folder / QUICK_NOTEBOOK.name)

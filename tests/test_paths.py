@@ -109,7 +109,7 @@ def test_an_unwritable_cache_warns_and_still_returns_the_trained_model(tmp_path,
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(64, 1, 28, 28, generator=gen)
     with pytest.warns(UserWarning, match="VAE_LESSON_CHECKPOINTS") as record:
-        model, history = vae_lesson.trained_model("vae", latent_dim=2, hidden_dim=8, epochs=1, batch_size=32,
+        model, history = vae_lesson.trained_model("vae-2d", hidden_dim=8, epochs=1, batch_size=32,
                                                   train_data=images, test_data=images[:16], progress=False)
     assert str(folder) in str(record[0].message)
     assert isinstance(model, vae_lesson.VAE) and len(history["train_loss"]) == 1

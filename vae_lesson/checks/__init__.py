@@ -21,13 +21,15 @@ Layout: `result` (CheckResult, use_if_passed), `harness` (run_check, Check, Mist
 closeness), `guard` (each call of the student's function: global settings put back, a time limit,
 printing capped), `errors` (a hint for an exception, from its type and the torch function that
 raised), `normal_draws` (the one test for "fresh independent N(0, 1) draws"), and one module per
-exercise, named after the function the student writes.
+exercise, named after the function the student writes (`loss_forms` holds the loss check's forms).
 
 How to add a mistake: in the exercise's module, add one `Mistake(code, recognise, message, hint)`
 row to the table whose facts can recognise it (rows are tried in order; put a specific row before
 the general one it refines), and add the student-like wrong function that makes it to that
 exercise's MISTAKES catalogue in tests/test_check_<exercise>.py. tests/test_check_codes.py fails
-while any code in a module's CODES is reached by no catalogue entry.
+while any code in a module's CODES is reached by no catalogue entry. A right answer that is only
+inexact at extreme inputs (a library's formula) is a row too, given to `check.caution_first`: it
+passes, with the caution in its message, and its test goes in the CAUTIONS catalogue.
 
 How to add an exercise `foo`: write `checks/foo.py` with its FORMULA, mistakes tables, `CODES =
 codes(...)` and `check_foo(fn)`, which calls `run_check(exercise, FORMULA, fn, body, "check_foo",

@@ -26,21 +26,29 @@ BCE = {"binary_cross_entropy", "binary_cross_entropy_with_logits"}
 
 
 class CallRecorder(TorchFunctionMode):
-    """Notes the last torch function called (outermost calls only) and the tensors it was given."""
+    """Notes the last torch function called (outermost calls only) and what it was given.
+
+    It keeps references only, and reads names, shapes and dtypes after an error: the student's
+    function may make thousands of calls, and this runs on each.
+    """
 
     def __init__(self):
         super().__init__()
-        self.name, self.shapes, self.dtypes = None, [], set()
+        self.func, self.arguments = None, ()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        name = getattr(func, "__name__", None) or str(func)
-        if name not in _NOT_OPERATIONS:
-            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-            self.name = name
-            self.shapes = [tuple(t.shape) for t in tensors]
-            self.dtypes = {str(t.dtype).replace("torch.", "") for t in tensors}
+        if getattr(func, "__name__", None) not in _NOT_OPERATIONS:
+            self.func, self.arguments = func, (*args, *kwargs.values())
         return func(*args, **kwargs)
+
+    @property
+    def name(self):
+        return None if self.func is None else getattr(self.func, "__name__", None) or str(self.func)
+
+    @property
+    def tensors(self):
+        return [a for a in self.arguments if isinstance(a, torch.Tensor)]
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,15 @@ def facts(error, fn, recorder):
         traceback = traceback.tb_next
     entered = code is None or any(frame.f_code is code for frame in frames)
     called = recorder.name if entered else None
+    shapes = [tuple(t.shape) for t in recorder.tensors]
+    dtypes = {str(t.dtype).replace("torch.", "") for t in recorder.tensors}
     return SimpleNamespace(
         entered=entered,
         called=called,
-        shapes=", ".join(str(s) for s in recorder.shapes) if entered else "",
-        dtypes=", ".join(sorted(recorder.dtypes)) if entered else "",
-        mixed_dtypes=entered and len(recorder.dtypes) > 1,
-        same_shapes=len(set(recorder.shapes[:2])) <= 1,
+        shapes=", ".join(str(s) for s in shapes) if entered else "",
+        dtypes=", ".join(sorted(dtypes)) if entered else "",
+        mixed_dtypes=entered and len(dtypes) > 1,
+        same_shapes=len(set(shapes[:2])) <= 1,
         in_place=bool(called) and ((called.endswith("_") and not called.endswith("__")) or called.startswith("__i")),
         modules={frame.f_globals.get("__name__", "") for frame in frames},
     )

@@ -12,7 +12,6 @@ What the function prints is kept up to MAX_PRINTED_LINES and shown once, before 
 import contextlib
 import ctypes
 import io
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -55,18 +54,12 @@ def _same(setting, before, after):
     return before == after
 
 
-def guarded_call(fn, args):
-    """(fn(*args) or the exception it raised, [what it changed]); every changed setting is put back.
+def read_settings():
+    return [setting.read() for setting in GLOBAL_SETTINGS]
 
-    Runs in the calling thread (gradient mode is per thread), so it can wrap a call made in a
-    worker thread too. The exception, if any, is returned, not raised.
-    """
-    before = [setting.read() for setting in GLOBAL_SETTINGS]
-    value, error = None, None
-    try:
-        value = fn(*args)
-    except BaseException as raised:  # noqa: B036 - reported to the check, which decides what to say
-        error = raised
+
+def restore_settings(before):
+    """Put back every setting that differs from `before`; say what each one had become."""
     changes = []
     for setting, old in zip(GLOBAL_SETTINGS, before):
         new = setting.read()
@@ -74,7 +67,26 @@ def guarded_call(fn, args):
             setting.restore(old)
             what = "reseeded" if setting.name == "the random seed" else f"{old} -> {new}"
             changes.append(f"{setting.name} ({what}, usually {setting.usual_cause})")
-    return value, error, changes
+    return changes
+
+
+def guarded_call(fn, args, abandoned=None):
+    """(fn(*args) or the exception it raised, [what it changed]); every changed setting is put back.
+
+    Runs in the calling thread (gradient mode is per thread), so it can wrap a call made in a
+    worker thread too. The exception, if any, is returned, not raised. A call the check has
+    `abandoned` (an Event, set when it ran past the time limit) restores nothing when it finally
+    ends: by then the settings belong to later cells, and the check has put back its own.
+    """
+    before = read_settings()
+    value, error = None, None
+    try:
+        value = fn(*args)
+    except BaseException as raised:  # noqa: B036 - reported to the check, which decides what to say
+        error = raised
+    if abandoned is not None and abandoned.is_set():
+        return value, error, []
+    return value, error, restore_settings(before)
 
 
 def changes_message(changes):
@@ -92,9 +104,10 @@ CHANGES_HINT = (
 )
 
 
-# A check calls the student's function a few times, each well under a second for any sensible
-# answer; a call still running after this long is stuck (an endless loop, a huge tensor).
-TIME_LIMIT_S = 5.0
+# A check calls the student's function a few times, each well under a second for a usual answer
+# (decoding 2,000 codes one at a time, correct but slow, takes seconds on a busy shared CPU); a call
+# still running after this long is stuck (an endless loop, a huge tensor).
+TIME_LIMIT_S = 10.0
 # After asking a stuck call to stop, how long to wait to see whether it did.
 STOP_GRACE_S = 1.0
 
@@ -137,19 +150,30 @@ def call_with_limit(fn, args, seconds=None, output=None, recorder=None):
         with recorder if recorder is not None else contextlib.nullcontext():
             return fn(*arguments)
 
+    abandoned = threading.Event()
+    before = read_settings()
+
     def run():
-        value, error, changes = guarded_call(watched, args)
+        value, error, changes = guarded_call(watched, args, abandoned)
         outcome.value, outcome.error, outcome.changes = value, error, tuple(changes)
 
     thread = threading.Thread(target=run, name="vae_lesson check", daemon=True)
     with captured(output if output is not None else CappedOutput()):
         thread.start()
-        thread.join(seconds)
+        try:
+            thread.join(seconds)
+        except BaseException:  # the user interrupted the kernel: stop the call too, then let it through
+            abandoned.set()
+            _ask_to_stop(thread)
+            restore_settings(before)
+            raise
         outcome.finished = not thread.is_alive()
         if not outcome.finished:
+            abandoned.set()
             _ask_to_stop(thread)
             thread.join(STOP_GRACE_S)
             outcome.stopped = not thread.is_alive()
+            outcome.changes = tuple(restore_settings(before))  # gradient mode is the worker's own
     return outcome
 
 
@@ -165,7 +189,7 @@ def timeout_message(seconds, described, stopped):
         )
     return (
         f"Your function had not returned after {seconds:g} second{'' if seconds == 1 else 's'} (the check called it as {described}), "
-        f"so the check stopped waiting; a correct answer takes well under a second. {after}"
+        f"so the check stopped waiting; a correct answer takes a second or two at most. {after}"
     )
 
 

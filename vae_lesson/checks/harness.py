@@ -159,6 +159,7 @@ class Check:
         self.notes = []  # what the check assumed about the student's output, added to any failure
         self.changes = []  # global settings the student's function changed (and the check put back)
         self.printed = CappedOutput()  # what the student's function printed, shown once at the end
+        self.cautions = []  # (code, text): right answers that are inexact at extreme inputs
 
     def result(self, status, message, diagnosis, hint=""):
         return CheckResult(self.exercise, status, message, diagnosis, hint, self.formula)
@@ -177,10 +178,24 @@ class Check:
         if mistake is not None:
             self.fail_with(mistake, facts, extra)
 
+    def caution_first(self, table, facts):
+        """Note the first row of `table` that recognises `facts` as a caution: the answer still passes.
+
+        For a right answer that is inexact only at extreme inputs (a library's formula included);
+        the result passes, its diagnosis is the caution's code and its message ends with the caution.
+        """
+        mistake = first_match(table, facts)
+        if mistake is not None:
+            fields = vars(facts)
+            self.cautions.append((mistake.code, "Caution: " + mistake.message.format(**fields) + " "
+                                  + mistake.hint.format(**fields)))
+
     def call(self, *args, described):
         """fn(*args); a NotImplementedError means "not done yet", any other exception is reported.
 
-        Global torch settings the function changes are put back at once and noted (see guard.py).
+        The call runs under guard.call_with_limit: global torch settings it changes are put back at
+        once and noted, it is abandoned after guard.TIME_LIMIT_S, and what it prints is capped. The
+        hint for an exception comes from errors.hint_for (its type and the torch function that raised).
         """
         name = function_name(self.fn)
         recorder = CallRecorder()
@@ -268,6 +283,9 @@ def run_check(exercise, formula, fn, body, check_name, signature, error_hints=()
                 "unreadable_output",
                 f"Make sure your function takes {signature} and returns what the exercise asks for.",
             )
+    if result.passed and check.cautions:
+        text = "\n".join([result.message] + [caution for _, caution in check.cautions])
+        result = replace(result, message=text, diagnosis=check.cautions[0][0])
     check.printed.replay(sys.stdout)
     if check.printed.hidden:
         result = replace(result, message=result.message + "\n" + printed_note(check.printed))

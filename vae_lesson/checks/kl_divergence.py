@@ -75,6 +75,13 @@ _BY_VALUE = (
      "other courses and papers): 0.5 * sum(mu^2 + exp(2 * logvar) - 1 - 2 * logvar). Here the encoder's "
      "logvar is log sigma^2, the log of the variance.",
      "With logvar = log sigma^2 there is no factor 2: sigma^2 = exp(logvar) and log sigma^2 = logvar."),
+    ("kl_mu_missing", lambda mu, lv: _sum(lv.exp() - 1 - lv),
+     "Your KL has no mu^2 term: 0.5 * sum(exp(logvar) - 1 - logvar) measures only the spread, so nothing "
+     "pulls the means towards 0 and the codes can drift anywhere.",
+     "Add mu^2: 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
+    ("kl_arguments_swapped", lambda mu, lv: kl_divergence(lv, mu),
+     "Your KL is the closed form with mu and logvar swapped: the check calls fn(mu, logvar), mu first.",
+     "Keep the order of the signature: def kl_divergence(mu, logvar)."),
     ("kl_minus_one_missing", lambda mu, lv: _sum(mu**2 + lv.exp() - lv),
      "Your KL is too large by 0.5 per latent dimension, for every example: the - 1 inside the sum is missing. "
      "Without it the KL of the prior with itself (mu = 0, logvar = 0) would be 0.5 per dimension instead of 0.",
@@ -179,20 +186,28 @@ EXTREME_MISTAKES = (
             "For a batch of 2 with 3 latent dimensions your KL has shape {kl_shape}, not (2,): the function "
             "seems to depend on the batch or latent size the first test used.",
             "Don't hard-code sizes; sum with .sum(dim=-1)."),
+)
+# A KL that is right for ordinary values and wrong only there is right, written as exp-then-log:
+# torch.distributions.kl_divergence between two Normals computes log(scale ** 2) the same way. It
+# passes, with a caution naming the range.
+EXTREME_CAUTIONS = (
     Mistake("kl_not_finite_large_logvar", lambda f: f.bad is not None,
-            "Your KL is right for ordinary values, but it is {bad_value} for an example with logvar = {extreme:g}, "
+            "your KL is right for ordinary values, but it is {bad_value} for an example with logvar = {extreme:g}, "
             "where the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) is finite ({bad_expected:.6g}). "
-            "exp(-120) underflows to 0 in float32, so a formula that takes log(exp(logvar)) or log(std ** 2) "
-            "gets log(0) = -inf. (torch.distributions.kl_divergence between two Normals computes log(std ** 2) "
-            "the same way, so it has this weakness too.)",
+            "In float32 exp(logvar) loses digits below logvar = -87 and is 0 below -104, so a formula that "
+            "takes log(exp(logvar)) or log(std ** 2) is off there and then log(0) = -inf (torch.distributions.kl_divergence "
+            "between two Normals computes log(std ** 2) the same way). An encoder rarely goes that far, but "
+            "one inf makes the whole loss inf.",
             "Use logvar itself wherever log sigma^2 appears; never exponentiate and then take the log."),
     Mistake("kl_inaccurate_large_logvar", lambda f: not close(f.kl, f.expected, rtol=1e-4, atol=1e-3),
-            "Your KL is right for ordinary values but inaccurate for large |logvar|: for logvar = {logvar_values} "
-            "it gives {kl_values}, the closed form {expected_values}.",
+            "your KL is right for ordinary values but inexact for large |logvar|: for logvar = {logvar_values} "
+            "it gives {kl_values}, the closed form {expected_values} (an epsilon added before a log changes "
+            "log sigma^2 where sigma^2 is tiny).",
             "Use logvar itself wherever log sigma^2 appears, and exp(logvar) for sigma^2."),
 )
 
-CODES = codes(VALUE_MISTAKES, SHAPE_MISTAKES, NOT_FINITE_MISTAKES, GRADIENT_MISTAKES, EXTREME_MISTAKES)
+CODES = codes(VALUE_MISTAKES, SHAPE_MISTAKES, NOT_FINITE_MISTAKES, GRADIENT_MISTAKES, EXTREME_MISTAKES,
+              EXTREME_CAUTIONS)
 
 
 def check_kl_divergence(fn):
@@ -235,10 +250,9 @@ def _body(check):
                                                          factor=float(ratio[0])), extra=seen)
     _gradients(check, mu, logvar)
     _extreme_logvar(check)
-    return (
-        "Your KL matches the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) for every example, "
-        "summed over the latent dimensions; gradients flow, and it stays finite for large |logvar|."
-    )
+    matches = ("Your KL matches the closed form 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) for every example, "
+               "summed over the latent dimensions; gradients flow")
+    return matches + ("." if check.cautions else ", and it stays finite for large |logvar|.")
 
 
 def _gradients(check, mu, logvar):
@@ -267,3 +281,4 @@ def _extreme_logvar(check):
         facts.bad, facts.bad_value, facts.bad_expected = bad, float(kl[bad]), float(expected[bad])
         facts.extreme = float(logvar[bad][logvar[bad].abs().argmax()])
     check.fail_first(EXTREME_MISTAKES, facts)
+    check.caution_first(EXTREME_CAUTIONS, facts)

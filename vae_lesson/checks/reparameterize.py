@@ -131,6 +131,10 @@ NOISE_MISTAKES = (
 
 # Facts: centred_on (a function: is the mean of z within sampling error of this vector?).
 MEAN_MISTAKES = (
+    Mistake("mean_std_swapped", lambda f: f.centred_on(f.sigma) and f.spread_is(f.mu.abs()),
+            "Your z is centred on sigma = exp(0.5 * logvar) and spread by |mu|: the mean and the standard "
+            "deviation are swapped, z = sigma + mu * eps. {seen}",
+            "z = mu + sigma * eps: mu is the centre, sigma scales the noise."),
     Mistake("forgot_mu", lambda f: f.centred_on(0.0),
             "Your z is centred on 0, not on mu: mu is not added. {seen}", "Return mu + sigma * eps."),
     Mistake("arguments_swapped", lambda f: f.centred_on(f.logvar),
@@ -149,8 +153,9 @@ _BY_SPREAD = (
      "The 0.5 belongs inside as a factor: exp(0.5 * logvar) = sqrt(sigma^2) = sigma, while "
      "exp(logvar + 0.5) = 1.65 * sigma^2."),
     ("std_is_variance", torch.exp,
-     "The spread of your z matches std = exp(logvar). That is the variance sigma^2, not the standard "
-     "deviation sigma: logvar is the log of the variance, log(sigma^2).",
+     "The spread of your z matches std = exp(logvar) = sigma^2, the variance, not the standard deviation "
+     "sigma: either exp(logvar) is taken as sigma (as if logvar were log sigma, the convention of some other "
+     "courses; here it is log(sigma^2)), or the noise is multiplied by sigma twice.",
      "Halve logvar before exponentiating: sigma = exp(0.5 * logvar) (the same as sqrt(exp(logvar)))."),
     ("std_is_logvar", torch.abs,
      "The spread of your z matches std = logvar: logvar is used directly as the standard deviation. "
@@ -307,7 +312,9 @@ def _statistics(check, z1, z2):
     if bool(((means - mu).abs() > tolerance).any()):
         seen = f"Per latent dimension the mean of your z is {values(means)}, while mu is {values(mu)}."
         check.fail_first(MEAN_MISTAKES, SimpleNamespace(
-            logvar=logvar, seen=seen, centred_on=lambda centre: bool(((means - centre).abs() <= tolerance).all())))
+            mu=mu, logvar=logvar, sigma=sigma, seen=seen,
+            centred_on=lambda centre: bool(((means - centre).abs() <= tolerance).all()),
+            spread_is=lambda std: bool(((spreads / std - 1).abs() <= STD_TOLERANCE).all())))
     if bool(((spreads / sigma - 1).abs() > STD_TOLERANCE).any()):
         measured = (
             f"\n(Measured over {rows} samples per latent dimension with logvar = {values(logvar)}: "

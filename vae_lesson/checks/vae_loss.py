@@ -8,19 +8,21 @@ a * reconstruction + b * KL, and reads the mistake off the weights a and b with 
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
 from ..kl import kl_divergence
 from ..loss import reconstruction_loss
 from ..models import N_PIXELS
 from .errors import BCE, ELEMENTWISE, ErrorHint
 from .harness import Mistake, close, codes, nice, run_check, shape, snapshot
+from .loss_forms import FORM_MISTAKES, fit, kl_forms, reconstruction_forms
 
 FORMULA = (
     "(F.binary_cross_entropy_with_logits(logits, images.view(-1, 784), reduction='sum') "
     "+ kl_divergence(mu, logvar).sum()) / batch_size"
 )
-BATCH, LATENT = 4, 3
+# Neither size is a constant a student plausibly writes (a KL weight of 0.5, 2 or 4, a latent size of 2 or
+# 20), so that such a constant shows up as itself rather than as "summed over the batch".
+BATCH, LATENT = 6, 3
 MU_SCALES = (3.0, 1.0, 0.4, 2.0)  # KL and BCE vary independently across the four probes
 _FLATTEN = (
     "images arrive as (batch, 1, 28, 28) and logits as (batch, 784): flatten the images with "
@@ -36,7 +38,7 @@ ERROR_HINTS = (
 
 
 def probe_inputs(index):
-    """One probe: logits (4, 784), images (4, 1, 28, 28) in [0, 1] with a zero background, mu, logvar (4, 3)."""
+    """One probe: logits (6, 784), images (6, 1, 28, 28) in [0, 1] with a zero background, mu, logvar (6, 3)."""
     generator = torch.Generator().manual_seed(100 + index)
     logits = (torch.randn(BATCH, N_PIXELS, generator=generator) * 2).clamp(-6, 6)
     images = torch.rand(BATCH, 1, 28, 28, generator=generator)
@@ -44,45 +46,6 @@ def probe_inputs(index):
     mu = torch.randn(BATCH, LATENT, generator=generator) * MU_SCALES[index]
     logvar = torch.randn(BATCH, LATENT, generator=generator) * 0.7
     return logits, images, mu, logvar
-
-
-def reconstruction_forms(logits, images):
-    """The reconstruction terms per image (summed over pixels, / batch) a loss may be built on."""
-    x = images.reshape(len(logits), -1)
-    n = len(logits)
-    p = torch.sigmoid(logits)
-    return {
-        "bce": reconstruction_loss(logits, images),
-        "sigmoid_twice": F.binary_cross_entropy_with_logits(p, x, reduction="sum") / n,
-        "mse": (p - x).pow(2).sum() / n,
-        "mse_logits": (logits - x).pow(2).sum() / n,
-    }
-
-
-# Facts: form (the reconstruction form the fit found).
-FORM_MISTAKES = (
-    Mistake("sigmoid_twice", lambda f: f.form == "sigmoid_twice",
-            "Your reconstruction term matches BCE computed on sigmoid(sigmoid(logits)): the sigmoid is applied "
-            "twice. Giving binary_cross_entropy_with_logits probabilities (torch.sigmoid(logits)) instead of "
-            "logits is the same mistake; the check cannot tell the two apart.",
-            "binary_cross_entropy_with_logits applies the sigmoid itself: pass it the raw logits. Or use "
-            "F.binary_cross_entropy(torch.sigmoid(logits), x, reduction='sum'), with one sigmoid."),
-    Mistake("mse", lambda f: f.form == "mse",
-            "Your reconstruction term matches a squared error sum((sigmoid(logits) - x)^2), not the binary "
-            "cross-entropy. The lesson's decoder models each pixel as a Bernoulli probability, whose negative "
-            "log-likelihood is the BCE; a squared error is a different (and, for the ELBO, wrongly scaled) loss.",
-            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum')."),
-    Mistake("mse_logits", lambda f: f.form == "mse_logits",
-            "Your reconstruction term matches a squared error between the logits and the images, "
-            "sum((logits - x)^2): logits are raw scores, not pixel values, and the lesson's loss is the binary "
-            "cross-entropy.",
-            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum')."),
-    Mistake("loss_wrong", lambda f: f.form is None,
-            "Your loss does not match the negative ELBO, and not in any of the ways the check knows (a term "
-            "scaled, left out, or computed with MSE or a doubled sigmoid).",
-            "Build it in two parts and print each: reconstruction = BCE summed over pixels; kl = the closed "
-            "form summed over latent dimensions; then (reconstruction + kl) / batch_size."),
-)
 
 
 # a is pinned down to ~1e-7 by the large reconstruction term; b only to ~1e-4, because float32
@@ -143,7 +106,7 @@ RECONSTRUCTION_WEIGHT_MISTAKES = (
             "the reconstructions worse.",
             "The BCE is a negative log-likelihood, already positive: add it."),
     Mistake("reconstruction_scaled", lambda f: not nice(f.a, 1),
-            "Your reconstruction term is {a:.4g} times the expected value.",
+            "Your reconstruction term is {a:.3g} times the expected value.",
             "The reconstruction term is the BCE summed over the 784 pixels, divided by the batch size."),
 )
 
@@ -161,7 +124,8 @@ KL_WEIGHT_MISTAKES = (
             "value with the check's {latent} latent dimensions).",
             "Sum the KL over the latent dimensions: .sum(dim=1), then average over the batch."),
     Mistake("kl_half_missing", _b_is(2),
-            "Your KL term is twice the expected value: the factor 1/2 of the KL is missing.",
+            "Your KL term is twice the expected value: the factor 1/2 of the KL is missing (or it is weighted 2, "
+            "a beta-VAE's weight; with beta = 1 the loss is exactly the negative ELBO).",
             "KL = 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)."),
     Mistake("kl_subtracted", _b_is(-1),
             "Your KL term is subtracted instead of added: the negative ELBO is reconstruction + KL. Minimising "
@@ -211,8 +175,30 @@ GRADIENT_MISTAKES = (
             "Build the loss from differentiable torch operations only."),
 )
 
+# A confident decoder: logits of +-30 (a trained decoder gives about that for background pixels) on
+# binary images. In float32 sigmoid(30) is exactly 1, so log(1 - sigmoid(30)) = log(0) = -inf.
+SATURATED_LOGIT = 30.0
+_SATURATED = "a batch where the decoder is confident (logits of +-{logit:g}, right and wrong)"
+# Facts: loss, loss_value, reference (the negative ELBO there), expected (its value), logit.
+SATURATED_MISTAKES = (
+    Mistake("loss_log_sigmoid", lambda f: not bool(torch.isfinite(f.loss).all()),
+            "Your loss is {loss_value} for " + _SATURATED + ", where the negative ELBO is {expected:.6g}. In "
+            "float32 sigmoid({logit:g}) is exactly 1, so log(1 - sigmoid(logits)) is log(0) = -inf (and 0 * -inf "
+            "= nan): the log is taken of sigmoid(logits) directly.",
+            "Use F.binary_cross_entropy_with_logits(logits, x, reduction='sum'), or F.logsigmoid(logits) and "
+            "F.logsigmoid(-logits) for log p and log(1 - p): they are exact for any logit."),
+)
+SATURATED_CAUTIONS = (
+    Mistake("loss_inexact_saturated", lambda f: not close(f.loss, f.reference, rtol=1e-4, atol=1e-3),
+            "for " + _SATURATED + " your loss is {loss_value:.6g}, the negative ELBO {expected:.6g}: the "
+            "probabilities are clamped or an epsilon is added before the log (F.binary_cross_entropy on "
+            "sigmoid(logits) clamps each log at -100). It trains, but confident mistakes are counted wrong and "
+            "give almost no gradient.",
+            "F.binary_cross_entropy_with_logits(logits, x, reduction='sum') is exact for any logit."),
+)
+
 CODES = codes(FORM_MISTAKES, WHOLE_LOSS_MISTAKES, RECONSTRUCTION_WEIGHT_MISTAKES, KL_WEIGHT_MISTAKES,
-              OUTPUT_MISTAKES, GRADIENT_MISTAKES)
+              OUTPUT_MISTAKES, GRADIENT_MISTAKES, SATURATED_MISTAKES, SATURATED_CAUTIONS)
 
 
 def check_vae_loss(fn):
@@ -261,9 +247,10 @@ def _body(check):
         check.fail_first(OUTPUT_MISTAKES[2:], SimpleNamespace(loss=loss, value=float(loss)))
         totals.append(float(loss.detach()))
         reconstructions.append(reconstruction_forms(logits.double(), images.double()))
-        kls.append(float(kl_divergence(mu.double(), logvar.double()).mean()))
-    _values(check, torch.tensor(totals, dtype=torch.float64), reconstructions, torch.tensor(kls, dtype=torch.float64))
+        kls.append(kl_forms(mu.double(), logvar.double()))
+    _values(check, torch.tensor(totals, dtype=torch.float64), reconstructions, kls)
     _gradients(check)
+    _saturated(check)
     return (
         "Your loss is the negative ELBO per image: the BCE summed over the 784 pixels plus the KL summed "
         "over the latent dimensions, averaged over the batch, with gradients reaching the logits, mu and logvar."
@@ -272,25 +259,17 @@ def _body(check):
 
 def _values(check, totals, reconstructions, kls):
     """Fit total = a * reconstruction + b * KL over the probes, then name what a and b reveal."""
+    recon, kl = float(reconstructions[0]["bce"]), float(kls[0]["kl"])
     seen = (
-        f"\n(For the check's first batch your loss is {float(totals[0]):.5g}; the expected "
-        f"{float(reconstructions[0]['bce'] + kls[0]):.5g} is reconstruction {float(reconstructions[0]['bce']):.5g} "
-        f"+ KL {float(kls[0]):.4g}, per image.)"
+        f"\n(For the check's first batch your loss is {float(totals[0]):.5g}; the expected {recon + kl:.5g} is "
+        f"reconstruction {recon:.5g} + KL {kl:.4g}, per image.)"
     )
-    found = None
-    for form in ("bce", "sigmoid_twice", "mse", "mse_logits"):
-        recon = torch.stack([variant[form] for variant in reconstructions])
-        design = torch.stack([recon, kls], dim=1)
-        a, b = torch.linalg.lstsq(design, totals[:, None]).solution[:, 0].tolist()
-        residual = float((design @ torch.tensor([a, b], dtype=torch.float64) - totals).abs().max())
-        if residual <= 1e-4 * float(totals.abs().max()) + 1e-5:
-            found = form
-            break
-    facts = SimpleNamespace(form=found, a=a, b=b, batch=BATCH, latent=LATENT, divisor=BATCH / a if a else 0.0,
-                            recon_part=a * float(recon[0]), kl_part=b * float(kls[0]))
-    if found is None:
+    form, kl_form, a, b = fit(totals, reconstructions, kls)
+    facts = SimpleNamespace(form=form, kl_form=kl_form, a=a, b=b, batch=BATCH, latent=LATENT,
+                            divisor=BATCH / a if a else 0.0, recon_part=a * recon, kl_part=b * kl)
+    if form is None:
         check.fail_with(FORM_MISTAKES[-1], facts, extra=seen)
-    problems = [row for row in FORM_MISTAKES if found != "bce" and row.recognise(facts)]  # the most telling first
+    problems = [row for row in FORM_MISTAKES if row.recognise(facts)]  # the most telling first
     if not (nice(a, 1) and nice(b, 1, atol=1e-3)):
         if nice(a, b, atol=1e-3):
             tables = (WHOLE_LOSS_MISTAKES,)
@@ -318,3 +297,18 @@ def _gradients(check):
         facts.mismatched = next((n for n, leaf, ref in zip(names, leaves, references)
                                  if n in facts.reached and not close(leaf.grad, ref.grad, rtol=1e-3, atol=1e-6)), None)
     check.fail_first(GRADIENT_MISTAKES, facts)
+
+
+def _saturated(check):
+    """A confident decoder's logits: a loss built on log(sigmoid(.)) fails, a clamped one gets a caution."""
+    generator = torch.Generator().manual_seed(99)
+    logits = SATURATED_LOGIT * torch.randint(0, 2, (BATCH, N_PIXELS), generator=generator).float() * 2 - SATURATED_LOGIT
+    images = torch.randint(0, 2, (BATCH, 1, 28, 28), generator=generator).float()
+    mu = torch.randn(BATCH, LATENT, generator=generator)
+    logvar = torch.randn(BATCH, LATENT, generator=generator) * 0.7
+    loss = _call(check, logits, images, mu, logvar).detach().double()
+    expected = reconstruction_loss(logits.double(), images.double()) + kl_divergence(mu.double(), logvar.double()).mean()
+    facts = SimpleNamespace(loss=loss, loss_value=float(loss), reference=expected, expected=float(expected),
+                            logit=SATURATED_LOGIT)
+    check.fail_first(SATURATED_MISTAKES, facts)
+    check.caution_first(SATURATED_CAUTIONS, facts)
