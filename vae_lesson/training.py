@@ -116,6 +116,8 @@ def train(model, train_data, test_data=None, *, epochs, batch_size=128, lr=1e-3,
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"warmup_epochs must be a whole number >= 0 (0: no warm-up), got {warmup_epochs!r}.")
+    if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not free_bits >= 0:
+        raise ValueError(f"free_bits must be a number of nats >= 0 (0: off), got {free_bits!r}.")
     speedups = Speedups() if speedups is None else speedups
     device = resolve_device(device)
     dtype = validate.parameter_dtype(model)
