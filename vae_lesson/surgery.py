@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 _LOG_2PI = math.log(2 * math.pi)
-# Rows of (draws x codes) evaluated at once: 2 million float64 pairs per latent dimension (~16 MB each).
+# (draws x codes) pairs evaluated at once: 2 million float64 log densities (16 MB) per matrix.
 MAX_PAIRS = 2_000_000
 
 
@@ -63,13 +63,16 @@ def aggregate_log_density(z, mu, logvar):
         raise ValueError(f"z must be a tensor of shape (M, {mu.shape[1]}), got {shape}.")
     z = z.detach().double()
     inverse_variance = torch.exp(-logvar)
-    # log N(z; mu_n, sigma_n^2) = const_n - 1/2 sum_d (z_d - mu_nd)^2 / sigma_nd^2
-    constant = -0.5 * (_LOG_2PI * mu.shape[1] + logvar.sum(dim=1))
+    # log N(z; mu_n, sigma_n^2) = c_n - 1/2 sum_d (z_d^2 - 2 z_d mu_nd) / sigma_nd^2, with the sums over d
+    # written as matrix products, so no (points x codes x D) tensor is ever made.
+    constant = -0.5 * (_LOG_2PI * mu.shape[1] + logvar.sum(dim=1) + (mu.pow(2) * inverse_variance).sum(dim=1))
+    scaled_mu = mu * inverse_variance
     chunk = max(1, MAX_PAIRS // mu.shape[0])
     parts = []
     for start in range(0, z.shape[0], chunk):
-        points = z[start:start + chunk, None, :]  # (m, 1, D) against (N, D)
-        log_components = constant - 0.5 * ((points - mu).pow(2) * inverse_variance).sum(dim=-1)
+        points = z[start:start + chunk]  # (m, D) against the N codes
+        quadratic = points.pow(2) @ inverse_variance.T - 2 * points @ scaled_mu.T  # (m, N)
+        log_components = constant - 0.5 * quadratic
         parts.append(torch.logsumexp(log_components, dim=1) - math.log(mu.shape[0]))
     return torch.cat(parts)
 
