@@ -67,7 +67,7 @@ def test_a_recipe_by_name_trains_with_its_settings(digits, train_calls, monkeypa
 
 
 def test_every_course_model_is_a_named_recipe():
-    assert {"ae-2d", "vae-2d", "vae-20d-lecture", "vae-2d-beta-sweep"} <= set(RECIPES)
+    assert {"ae-2d", "vae-2d", "vae-20d-lecture", "vae-20d-collapse-sweep"} <= set(RECIPES)
     lecture = RECIPES["vae-20d-lecture"]
     assert (lecture.kind, lecture.latent_dim, lecture.hidden_dim, lecture.epochs, lecture.batch_size, lecture.lr,
             lecture.lr_schedule) == ("vae", 20, 500, 30, 256, 2e-3, "cosine")

@@ -142,7 +142,7 @@ def test_fresh_model_is_seeded_starts_at_the_mean_image_and_leaves_the_global_rn
 
 def test_recipe_names_and_changes():
     assert recipe("vae-20d-lecture") is RECIPES["vae-20d-lecture"]
-    assert RECIPES["vae-2d-beta-sweep"].replace(beta=4).beta == 4.0
+    assert RECIPES["vae-20d-collapse-sweep"].replace(beta=4).beta == 4.0
     with pytest.raises(ValueError, match="unknown recipe 'vae-3d'; the course's recipes are ae-2d, vae-2d"):
         recipe("vae-3d")
 
