@@ -177,14 +177,17 @@ class Check:
         if mistake is not None:
             self.fail_with(mistake, facts, extra)
 
-    def call(self, *args, described):
+    def call(self, *args, described, target=None):
         """fn(*args); a NotImplementedError means "not done yet", any other exception is reported.
 
         Global torch settings the function changes are put back at once and noted (see guard.py).
+        target: call this instead of fn, with the same safety (a method of an object fn built,
+        e.g. the forward pass of the student's module).
         """
-        name = function_name(self.fn)
+        target = self.fn if target is None else target
+        name = function_name(target)
         recorder = CallRecorder()
-        outcome = call_with_limit(self.fn, args, output=self.printed, recorder=recorder)
+        outcome = call_with_limit(target, args, output=self.printed, recorder=recorder)
         if not outcome.finished:
             raise Verdict(self.result(ERROR, timeout_message(guard.TIME_LIMIT_S, described, outcome.stopped),
                                       "timed_out", TIMEOUT_HINT))
@@ -214,7 +217,7 @@ class Check:
                 ERROR,
                 f"Your function {name} raised {describe_error(error)}\n(the check called it as {described}).",
                 "raised",
-                hint_for(error, error_facts(error, self.fn, recorder), self.error_hints, self.signature),
+                hint_for(error, error_facts(error, target, recorder), self.error_hints, self.signature),
             )
         )
 
