@@ -279,3 +279,11 @@ def test_reference_step_trains_a_module_without_a_loss_method():
     loss = vl.train_step(plain, torch.optim.SGD(plain.parameters(), lr=1e-3), images)
     assert isinstance(loss, float) and abs(loss - expected) < 1e-4 * expected
     assert vl.reconstruction_loss(course(images)[0], images).item() < expected  # the step went downhill
+
+
+def test_check_works_inside_no_grad_and_leaves_the_random_state_alone():
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        result = check_training_step(_step_lesson)
+    assert result.passed, str(result)
+    assert torch.equal(torch.get_rng_state(), state) and not torch.is_grad_enabled()

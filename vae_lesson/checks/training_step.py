@@ -180,10 +180,9 @@ def _body(check):
     for images in batches:
         expected_losses.append(float(reference_step(reference, reference_optimizer, images)))
         reference_weights.append(_flat(reference))
-    variants = [{"reference": reference_weights[i],
-                 "accumulated": _simulate(start, batches, zero_grad=False)[i],
-                 "summed": _simulate(start, batches, scale=N)[i],
-                 "pixel_mean": _simulate(start, batches, scale=1 / N_PIXELS)[i]} for i in range(2)]
+    simulated = {"reference": reference_weights, "accumulated": _simulate(start, batches, zero_grad=False),
+                 "summed": _simulate(start, batches, scale=N), "pixel_mean": _simulate(start, batches, scale=1 / N_PIXELS)}
+    variants = [{name: weights[i] for name, weights in simulated.items()} for i in range(2)]
 
     model = copy.deepcopy(start).train()
     optimizer = RecordingSGD(model.parameters(), lr=LR)
