@@ -24,7 +24,8 @@ class SequentialAE(nn.Module):
 
     def __init__(self, latent_dim=2, hidden_dim=500):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, latent_dim))
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden_dim), nn.ReLU(),
+                                     nn.Linear(hidden_dim, latent_dim))
         self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 784))
 
     def forward(self, images):
@@ -88,7 +89,8 @@ class LeakyKeywordAE(nn.Module):
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(in_features=28 * 28, out_features=hidden_dim), nn.LeakyReLU(0.1),
                                      nn.Linear(in_features=hidden_dim, out_features=latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.LeakyReLU(0.1), nn.Linear(hidden_dim, 28 * 28))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.LeakyReLU(0.1),
+                                     nn.Linear(hidden_dim, 28 * 28))
 
     def forward(self, images):
         z = self.encoder(images.view(-1, 28 * 28))
@@ -194,6 +196,14 @@ class SwappedArgumentsAE(SeparateLayersAE):
         super().__init__(latent_dim, hidden_dim)
 
 
+def _linear_encoder(latent, hidden):
+    return [nn.Linear(784, hidden), nn.Linear(hidden, latent)]
+
+
+def _linear_decoder(latent, hidden):
+    return [nn.Linear(latent, hidden), nn.Linear(hidden, 784)]
+
+
 def _hidden_three(latent, hidden):
     return [nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, latent)]
 
@@ -210,16 +220,17 @@ MISTAKES = [
     ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (z, logits)), "outputs_swapped", "swapped"),
     ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (logits.view(-1, 1, 28, 28), z)),
      "logits_as_images", "shape of images"),
-    ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (logits[:, :392], z)), "wrong_logits_shape", "(12, 392)"),
-    ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (logits, z[:, :1])), "wrong_latent_shape", "(12, 1)"),
+    ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (logits[:, :392], z)),
+     "wrong_logits_shape", "(12, 392)"),
+    ("extra", _sequential(_encoder, _decoder, out=lambda logits, z: (logits, z[:, :1])),
+     "wrong_latent_shape", "(12, 1)"),
     ("extra", SwappedArgumentsAE, "sizes_swapped", "seem swapped"),
     ("15", _sequential(_encoder, lambda l, h: [*_decoder(l, h), nn.Sigmoid()]), "returns_probabilities", "sigmoid"),
     ("extra", _sequential(_encoder, lambda l, h: [*_decoder(l, h), nn.ReLU()]), "relu_on_logits", "a ReLU after"),
     ("15", DetachedCodeAE, "no_gradient", "fc1.weight"),
-    ("15", _sequential(lambda l, h: [nn.Linear(784, h), nn.Linear(h, l)], lambda l, h: [nn.Linear(l, h), nn.Linear(h, 784)]),
-     "linear_autoencoder", "what PCA finds"),
-    ("extra", _sequential(lambda l, h: [nn.Linear(784, h), nn.Linear(h, l)], _decoder), "linear_encoder", "encoder is linear"),
-    ("extra", _sequential(_encoder, lambda l, h: [nn.Linear(l, h), nn.Linear(h, 784)]), "linear_decoder", "decoder is linear"),
+    ("15", _sequential(_linear_encoder, _linear_decoder), "linear_autoencoder", "what PCA finds"),
+    ("extra", _sequential(_linear_encoder, _decoder), "linear_encoder", "encoder is linear"),
+    ("extra", _sequential(_encoder, _linear_decoder), "linear_decoder", "decoder is linear"),
     ("extra", WrongDefaultsAE, "wrong_defaults", "a code of size 20"),
 ]
 

@@ -45,7 +45,8 @@ def _step_model_zero_grad_train(model, optimizer, images):
 def _step_sigmoid_then_bce(model, optimizer, images):
     logits, _ = model(images)
     probabilities = torch.sigmoid(logits)
-    loss = F.binary_cross_entropy(probabilities, images.reshape(images.shape[0], 784), reduction="sum") / images.shape[0]
+    targets = images.reshape(images.shape[0], 784)
+    loss = F.binary_cross_entropy(probabilities, targets, reduction="sum") / images.shape[0]
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -65,7 +65,8 @@ COUNT_MISTAKES = (
     Mistake("sizes_ignored", lambda f: f.count == f.default_count,
             "Built as MyAutoencoder({latent}, {hidden}), your model has {count:,} parameters: the number for "
             "latent_dim=2 and hidden_dim=500. The sizes seem hard-coded, so the arguments are ignored.",
-            "Use latent_dim and hidden_dim in the layers: nn.Linear(784, hidden_dim), nn.Linear(hidden_dim, latent_dim), ..."),
+            "Use latent_dim and hidden_dim in the layers: nn.Linear(784, hidden_dim), "
+            "nn.Linear(hidden_dim, latent_dim), ..."),
     Mistake("sizes_swapped", lambda f: f.count == f.swapped_count,
             "Built as MyAutoencoder({latent}, {hidden}), your model has {count:,} parameters: the number for "
             "latent_dim={hidden} and hidden_dim={latent}. The two arguments seem swapped.",
@@ -143,17 +144,21 @@ GRADIENT_MISTAKES = (
 LINEAR_MISTAKES = (
     Mistake("linear_autoencoder", lambda f: f.encoder_linear and f.decoder_linear,
             "Your autoencoder is linear from end to end: without a nonlinearity between the layers, two Linear "
-            "layers in a row are just one matrix. A linear autoencoder can only learn what PCA finds (the "
-            "subspace of the first {latent} principal components): flat, where the digits' shapes are curved.",
-            "Put a ReLU after the hidden layer of the encoder and after that of the decoder (nn.ReLU() or torch.relu)."),
+            "layers in a row are just one matrix. A linear autoencoder can only learn what PCA finds: a flat "
+            "{latent}-dimensional subspace (with a squared-error loss exactly the first {latent} principal "
+            "components; with this loss on logits, its cousin logistic PCA), where the digits' shapes are curved.",
+            "Put a ReLU after the hidden layer of the encoder and after that of the decoder "
+            "(nn.ReLU() or torch.relu)."),
     Mistake("linear_encoder", lambda f: f.encoder_linear,
             "Your encoder is linear: its two Linear layers, with nothing between them, are one matrix, so z is a "
             "linear projection of the pixels (what PCA does).",
-            "Put a ReLU between the encoder's two Linear layers: Linear(784, hidden_dim), ReLU, Linear(hidden_dim, latent_dim)."),
+            "Put a ReLU between the encoder's two Linear layers: Linear(784, hidden_dim), ReLU, "
+            "Linear(hidden_dim, latent_dim)."),
     Mistake("linear_decoder", lambda f: f.decoder_linear,
             "Your decoder is linear: its two Linear layers, with nothing between them, are one matrix, so every "
             "reconstruction is the mean image plus a fixed combination of {latent} image-sized patterns.",
-            "Put a ReLU between the decoder's two Linear layers: Linear(latent_dim, hidden_dim), ReLU, Linear(hidden_dim, 784)."),
+            "Put a ReLU between the decoder's two Linear layers: Linear(latent_dim, hidden_dim), ReLU, "
+            "Linear(hidden_dim, 784)."),
 )
 
 # Facts: count, default_latent (the size of z for MyAutoencoder()).
@@ -164,8 +169,8 @@ DEFAULT_MISTAKES = (
             "def __init__(self, latent_dim=2, hidden_dim=500):"),
 )
 
-CODES = codes(BUILD_MISTAKES, COUNT_MISTAKES, FLATTEN_MISTAKES, PAIR_MISTAKES, SHAPE_MISTAKES, VALUE_MISTAKES, GRADIENT_MISTAKES,
-              LINEAR_MISTAKES, DEFAULT_MISTAKES)
+CODES = codes(BUILD_MISTAKES, COUNT_MISTAKES, FLATTEN_MISTAKES, PAIR_MISTAKES, SHAPE_MISTAKES, VALUE_MISTAKES,
+              GRADIENT_MISTAKES, LINEAR_MISTAKES, DEFAULT_MISTAKES)
 
 
 def check_autoencoder(cls):

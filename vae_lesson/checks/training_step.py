@@ -21,7 +21,8 @@ from .errors import BCE, ErrorHint
 from .harness import Mistake, codes, nice, run_check
 
 FORMULA = ("optimizer.zero_grad();  logits, z = model(images);  "
-           "loss = F.binary_cross_entropy_with_logits(logits, images.view(len(images), -1), reduction='sum') / len(images);  "
+           "loss = F.binary_cross_entropy_with_logits(logits, images.view(len(images), -1), reduction='sum') "
+           "/ len(images);  "
            "loss.backward();  optimizer.step();  return loss.item()")
 N = 6  # images per batch
 LR = 0.01
@@ -38,7 +39,8 @@ ERROR_HINTS = (
               "images to the logits' shape, images.view(len(images), -1)."),
     ErrorHint((RuntimeError,), lambda f: f.called == "backward",
               "loss.backward() found no graph to go back through: was the forward pass inside torch.no_grad(), or "
-              "the loss turned into a number (.item(), float()) before backward? Call .item() only on the value you return."),
+              "the loss turned into a number (.item(), float()) before backward? Call .item() only on the value "
+              "you return."),
 )
 
 
@@ -123,7 +125,8 @@ LOSS_MISTAKES = (
             "Your train_step returned {value:.4f} for the first batch; the reconstruction loss of that batch "
             "before the step is {expected:.4f} nats per image (the binary cross-entropy of the logits against the "
             "flattened images, summed over the 784 pixels, averaged over the images).",
-            "loss = F.binary_cross_entropy_with_logits(logits, images.view(len(images), -1), reduction='sum') / len(images), "
+            "loss = F.binary_cross_entropy_with_logits(logits, images.view(len(images), -1), reduction='sum') "
+            "/ len(images), "
             "computed before the step; return loss.item()."),
 )
 
@@ -137,7 +140,8 @@ UPDATE_MISTAKES = (
     Mistake("wrong_update", lambda f: f.update != "reference",
             "After call {call} the weights differ from one reference step from the same start (by {distance:.1%} of "
             "the step's size): your function trains on a different loss, or changes the weights another way.",
-            "Take exactly one step: optimizer.zero_grad(), the reconstruction loss, loss.backward(), optimizer.step()."),
+            "Take exactly one step: optimizer.zero_grad(), the reconstruction loss, loss.backward(), "
+            "optimizer.step()."),
 )
 
 # Facts: training (the model's mode after the calls).
@@ -181,7 +185,8 @@ def _body(check):
         expected_losses.append(float(reference_step(reference, reference_optimizer, images)))
         reference_weights.append(_flat(reference))
     simulated = {"reference": reference_weights, "accumulated": _simulate(start, batches, zero_grad=False),
-                 "summed": _simulate(start, batches, scale=N), "pixel_mean": _simulate(start, batches, scale=1 / N_PIXELS)}
+                 "summed": _simulate(start, batches, scale=N),
+                 "pixel_mean": _simulate(start, batches, scale=1 / N_PIXELS)}
     variants = [{name: weights[i] for name, weights in simulated.items()} for i in range(2)]
 
     model = copy.deepcopy(start).train()
