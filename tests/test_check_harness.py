@@ -31,6 +31,7 @@ def mistake(catalogue, diagnosis):
 
 
 ALL_CHECKS = [check_reparameterize, check_kl_divergence, check_vae_loss, check_sample_prior]
+ALL_CHECKS += [vae_lesson.check_autoencoder, vae_lesson.check_training_step]
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS)

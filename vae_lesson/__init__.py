@@ -23,6 +23,7 @@ from .checks import (
     check_vae_loss,
     use_if_passed,
 )
+from .checks import check_autoencoder, check_training_step
 from .plotting import (
     DIGIT_COLORS,
     digit_legend,

@@ -15,7 +15,7 @@ import torch
 from . import validate
 from .collapse import warmup_beta
 from .data import iterate_batches
-from .loss import LossTerms
+from .loss import LossTerms, autoencoder_loss
 from .models import model_device
 from .speedups import Speedups, adam, after_step, progress_bar
 
@@ -49,17 +49,27 @@ class StepLoss(float):
         return loss
 
 
+def loss_terms(model, images, beta=1.0, generator=None, **options):
+    """LossTerms of a batch: model.loss for the course's models; for any other module whose forward
+    returns (logits, z), like the autoencoder lesson 1 has you write, the reconstruction loss."""
+    if hasattr(model, "loss"):
+        return model.loss(images, beta=beta, generator=generator, **options)
+    logits, _ = model(images)
+    return autoencoder_loss(logits, images)
+
+
 def train_step(model, optimizer, images, *, beta=1.0, generator=None, free_bits=0.0):
     """One step of gradient descent on a batch; returns the batch's loss, nats per image, as a float.
 
     images: (B, 1, 28, 28) on the model's device. beta weighs the KL term (the VAE's loss);
     generator seeds the VAE's noise; free_bits > 0 floors each latent dimension's KL (vae_loss).
     The float also carries .reconstruction and .kl.
+    model: a course model, or a module whose forward returns (logits, z) (see loss_terms).
     """
     optimizer.zero_grad()
     # free_bits is passed only when it is on, so a model whose loss knows no free bits trains as before.
     options = {"free_bits": free_bits} if free_bits else {}
-    terms = model.loss(images, beta=beta, generator=generator, **options)
+    terms = loss_terms(model, images, beta=beta, generator=generator, **options)
     terms.total.backward()
     optimizer.step()
     return StepLoss(terms)

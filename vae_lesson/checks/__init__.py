@@ -12,6 +12,8 @@ The exercises and the exact signatures the notebooks ask for, one module each:
     kl_divergence(mu, logvar) -> kl                  kl: (batch,), one KL per example
     vae_loss(logits, images, mu, logvar) -> loss     a scalar tensor: negative ELBO per image
     sample_prior(model, n) -> images                 (n, 1, 28, 28) pixel probabilities
+    class MyAutoencoder(nn.Module)                   forward(images) -> (logits (N, 784), z (N, latent_dim))
+    train_step(model, optimizer, images) -> float    one optimizer step on the reconstruction loss
     active_units(mu, threshold=0.01) -> int          mu: (N, D) means; the count of active dimensions
 
 After a check, `use_if_passed` picks the student's function or the reference, so the lesson
@@ -48,6 +50,10 @@ from .reparameterize import check_reparameterize
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult, use_if_passed
 from .sample_prior import check_sample_prior
 from .vae_loss import check_vae_loss
+from . import autoencoder, training_step
+from .autoencoder import check_autoencoder
+from .training_step import check_training_step
 
 # Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
 EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior, active_units)
+EXERCISES += (autoencoder, training_step)

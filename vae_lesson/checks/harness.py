@@ -190,16 +190,19 @@ class Check:
             self.cautions.append((mistake.code, "Caution: " + mistake.message.format(**fields) + " "
                                   + mistake.hint.format(**fields)))
 
-    def call(self, *args, described):
+    def call(self, *args, described, target=None):
         """fn(*args); a NotImplementedError means "not done yet", any other exception is reported.
 
         The call runs under guard.call_with_limit: global torch settings it changes are put back at
         once and noted, it is abandoned after guard.TIME_LIMIT_S, and what it prints is capped. The
         hint for an exception comes from errors.hint_for (its type and the torch function that raised).
+        target: call this instead of fn, with the same safety (a method of an object fn built,
+        e.g. the forward pass of the student's module).
         """
-        name = function_name(self.fn)
+        target = self.fn if target is None else target
+        name = function_name(target)
         recorder = CallRecorder()
-        outcome = call_with_limit(self.fn, args, output=self.printed, recorder=recorder)
+        outcome = call_with_limit(target, args, output=self.printed, recorder=recorder)
         if not outcome.finished:
             raise Verdict(self.result(ERROR, timeout_message(guard.TIME_LIMIT_S, described, outcome.stopped),
                                       "timed_out", TIMEOUT_HINT))
@@ -229,7 +232,7 @@ class Check:
                 ERROR,
                 f"Your function {name} raised {describe_error(error)}\n(the check called it as {described}).",
                 "raised",
-                hint_for(error, error_facts(error, self.fn, recorder), self.error_hints, self.signature),
+                hint_for(error, error_facts(error, target, recorder), self.error_hints, self.signature),
             )
         )
 
