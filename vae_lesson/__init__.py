@@ -11,6 +11,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .sampling import encode_dataset, interpolate, latent_grid, latent_grid_coordinates, sample_prior
 from .training import evaluate, train, train_step
 from .likelihood import log_likelihood
+from .likelihood import iwae_bound
 from . import checks
 from .checks import (
     CheckResult,
