@@ -41,3 +41,4 @@ from .metrics import (
     train_digit_classifier,
 )
 from .widgets import LatentExplorer, latent_explorer
+from .checks import check_iwae_bound

@@ -44,6 +44,9 @@ from .reparameterize import check_reparameterize
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult, use_if_passed
 from .sample_prior import check_sample_prior
 from .vae_loss import check_vae_loss
+from . import iwae_bound
+from .iwae_bound import check_iwae_bound
 
 # Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
 EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior)
+EXERCISES += (iwae_bound,)
