@@ -46,7 +46,10 @@ from .sample_prior import check_sample_prior
 from .vae_loss import check_vae_loss
 from . import iwae_bound
 from .iwae_bound import check_iwae_bound
+from . import gaussian_fit_kl
+from .gaussian_fit_kl import check_gaussian_fit_kl
 
 # Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
 EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior)
 EXERCISES += (iwae_bound,)
+EXERCISES += (gaussian_fit_kl,)
