@@ -43,3 +43,4 @@ from .metrics import (
 from .widgets import LatentExplorer, latent_explorer
 from .checks import check_iwae_bound
 from .checks import check_gaussian_fit_kl
+from .checks import check_vae_model

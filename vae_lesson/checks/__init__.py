@@ -48,8 +48,11 @@ from . import iwae_bound
 from .iwae_bound import check_iwae_bound
 from . import gaussian_fit_kl
 from .gaussian_fit_kl import check_gaussian_fit_kl
+from . import vae_model
+from .vae_model import check_vae_model
 
 # Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
 EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior)
 EXERCISES += (iwae_bound,)
 EXERCISES += (gaussian_fit_kl,)
+EXERCISES += (vae_model,)
