@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import vae_lesson
 import vae_lesson.checks
@@ -76,14 +78,14 @@ SOLUTIONS = [
 
 
 def _defined_function(solution, label):
-    """Exec the solution in a fresh namespace holding what every notebook imports; return its one function."""
-    namespace = {"__name__": "notebook_solution", "torch": torch, "math": math, "vl": vae_lesson}
+    """Exec the solution in a fresh namespace holding what the notebooks import; return its one function or class."""
+    namespace = {"__name__": "notebook_solution", "torch": torch, "math": math, "vl": vae_lesson, "nn": nn, "F": F}
     before = set(namespace)
     exec(compile(solution, f"<solution {label}>", "exec"), namespace)
     functions = [value for key, value in namespace.items()
-                 if key not in before and isinstance(value, types.FunctionType)]
+                 if key not in before and isinstance(value, (types.FunctionType, type))]
     assert len(functions) == 1, (
-        f"the solution for {label} must define exactly one function (the stub's), "
+        f"the solution for {label} must define exactly one function or class (the stub's), "
         f"found {[f.__name__ for f in functions]}"
     )
     return functions[0]
