@@ -72,3 +72,12 @@ def test_iwae_bound_mistake_is_named(issue, fn, diagnosis, phrase):
 def test_iwae_bound_stub_is_not_done():
     result = check_iwae_bound(stub)
     assert result.diagnosis == "not_done", result
+
+
+def test_new_checks_are_exported_under_their_names():
+    import vae_lesson
+    import vae_lesson.checks
+
+    for name in ("check_vae_model", "check_iwae_bound", "check_gaussian_fit_kl"):
+        assert getattr(vae_lesson, name) is getattr(vae_lesson.checks, name)
+    assert vae_lesson.iwae_bound is vae_lesson.likelihood.iwae_bound

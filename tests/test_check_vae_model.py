@@ -212,6 +212,18 @@ class SmallDefaults(LessonVAE):
         super().__init__(latent_dim, hidden_dim)
 
 
+class FunctionalDecoderNoSampling(LessonVAE):
+    """Decodes mu through F.linear: no nn.Linear receives z, so the check sees only the logits."""
+
+    def decode_logits(self, z):
+        h = F.relu(F.linear(z, self.decoder_hidden.weight, self.decoder_hidden.bias))
+        return F.linear(h, self.decoder_out.weight, self.decoder_out.bias)
+
+    def forward(self, images):
+        mu, logvar = self.encode(images)
+        return self.decode_logits(mu), mu, logvar
+
+
 class DetachedLogvar(LessonVAE):
     def encode(self, images):
         mu, logvar = super().encode(images)
@@ -239,7 +251,7 @@ MISTAKES = [
     ("noise", _variant("VarianceScale", scale=lambda self, lv: torch.exp(lv)), "std_is_variance", "variance sigma^2"),
     ("noise", _variant("NoScale", scale=lambda self, lv: 1.0), "sigma_missing", "not scaled by sigma"),
     ("noise", _variant("UniformNoise", forward=_forward_with(lambda mu, lv: mu + torch.exp(0.5 * lv) * torch.rand_like(mu))), "noise_not_standard_normal", "uniform: "),
-    ("noise", _variant("FunctionalDecoderNoSampling", decode_logits=lambda self, z: F.linear(F.relu(F.linear(z, self.decoder_hidden.weight, self.decoder_hidden.bias)), self.decoder_out.weight, self.decoder_out.bias), forward=_forward_with(lambda mu, lv: mu)), "no_fresh_noise", "same logits on every call"),
+    ("noise", FunctionalDecoderNoSampling, "no_fresh_noise", "same logits on every call"),
     ("structure", ExtraLayer, "parameter_unused", "unused.weight"),
     ("structure", DetachedLogvar, "parameter_unused", "to_logvar.weight"),
     ("structure", TwoHiddenLayers, "parameter_count", "lecture's layers have"),

@@ -26,7 +26,8 @@ LATENT, HIDDEN = 3, 16
 STRUCTURAL = (normal_draws.FIXED, normal_draws.SEEDED, normal_draws.ONE_VALUE, normal_draws.ONE_ROW,
               normal_draws.ONE_COLUMN)  # problems of where the noise comes from, not of its distribution
 N_SHAPE, N_STATS = 8, 2000
-WIDE_INPUT_SCALE = 10.0  # inputs far beyond [0, 1] spread the untrained heads: logvar of both signs, |logvar| of several units
+# Inputs far beyond [0, 1] spread the untrained heads' outputs: logvar of both signs, |logvar| of several units.
+WIDE_INPUT_SCALE = 10.0
 
 
 def parameter_count(latent_dim, hidden_dim):
