@@ -12,6 +12,9 @@ The exercises and the exact signatures the notebooks ask for, one module each:
     kl_divergence(mu, logvar) -> kl                  kl: (batch,), one KL per example
     vae_loss(logits, images, mu, logvar) -> loss     a scalar tensor: negative ELBO per image
     sample_prior(model, n) -> images                 (n, 1, 28, 28) pixel probabilities
+    MyVAE(latent_dim, hidden_dim)                    a class: encode -> (mu, logvar), forward -> (logits, mu, logvar)
+    iwae_bound(log_weights) -> bound                 log_weights (k, N), bound (N,): logsumexp - log k
+    gaussian_fit_kl(codes) -> kl                     codes (N, D); one number, KL(N(m, S) || N(0, I))
 
 After a check, `use_if_passed` picks the student's function or the reference, so the lesson
 continues either way.
