@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 import vae_lesson.likelihood as likelihood_module
-from vae_lesson import VAE, Autoencoder, log_likelihood
+from vae_lesson import VAE, Autoencoder, iwae_bound, log_likelihood
 
 LATENT_DIM = 2
 
@@ -194,3 +194,47 @@ def test_restores_training_mode():
     vae.train()
     log_likelihood(vae, torch.rand(2, 784), k=2)
     assert vae.training
+
+
+# ----------------------------------------------------------------------------------------------
+# iwae_bound: log (1/k) sum_i exp(log_weights[i]) per image, against exact decimal arithmetic
+
+
+def _decimal_log_mean_exp(column):
+    """log of the mean of exp(w) over a list of floats, in 50-digit decimal arithmetic (no underflow)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+    total = sum(Decimal(float(w)).exp() for w in column)
+    return float((total / len(column)).ln())
+
+
+@pytest.mark.parametrize("shift", [0.0, -100.0, -1000.0])
+def test_iwae_bound_matches_exact_arithmetic(shift):
+    log_weights = torch.randn(7, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 4 + shift
+    expected = torch.tensor([_decimal_log_mean_exp(log_weights[:, n].tolist()) for n in range(5)], dtype=torch.float64)
+    bound = iwae_bound(log_weights)
+    assert bound.shape == (5,)
+    assert torch.allclose(bound, expected, rtol=0, atol=1e-9)
+
+
+def test_iwae_bound_stays_finite_in_float32_where_exp_underflows():
+    log_weights = torch.full((10, 3), -120.0)  # exp(-120) is 0 in float32
+    assert torch.exp(log_weights).sum() == 0
+    assert torch.allclose(iwae_bound(log_weights), torch.full((3,), -120.0))
+
+
+def test_iwae_bound_of_one_draw_is_that_draw():
+    log_weights = torch.randn(1, 4)
+    assert torch.equal(iwae_bound(log_weights), log_weights[0])
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(5), torch.zeros(0, 3), torch.zeros(2, 3, 4)])
+def test_iwae_bound_refuses_other_shapes(bad):
+    with pytest.raises(ValueError, match=r"\(k, N\)"):
+        iwae_bound(bad)
+
+
+def test_iwae_bound_refuses_a_list():
+    with pytest.raises(TypeError, match="log_weights"):
+        iwae_bound([[0.0]])

@@ -13,6 +13,7 @@ from .training import evaluate, train, train_step
 from .likelihood import log_likelihood
 from .collapse import active_units, encode_with_logvar, free_bits_kl, kl_per_dimension, latent_activity, warmup_beta
 from .surgery import SurgeryTerms, aggregate_log_density, elbo_surgery
+from .likelihood import iwae_bound
 from . import checks
 from .checks import (
     CheckResult,
@@ -44,3 +45,6 @@ from .metrics import (
     train_digit_classifier,
 )
 from .widgets import LatentExplorer, latent_explorer
+from .checks import check_iwae_bound
+from .checks import check_gaussian_fit_kl
+from .checks import check_vae_model

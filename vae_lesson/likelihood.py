@@ -23,6 +23,23 @@ from .models import flatten_images, model_device
 MAX_DECODER_ROWS = 10_000
 
 
+def iwae_bound(log_weights):
+    """The importance-weighted bound of each image: log (1/k) sum_i w_i, from log_weights (k, N).
+
+    log_weights[i, n] = log p(x_n, z_i) - log q(z_i | x_n) for k draws z_i ~ q(z | x_n). Returns (N,):
+    logsumexp over the k draws minus log k. The weights themselves (around e^-100) underflow, so
+    they are never exponentiated directly. k=1 gives the single-sample ELBO, log_weights[0].
+    """
+    if not isinstance(log_weights, torch.Tensor):
+        raise TypeError(f"log_weights must be a tensor of shape (k, N), got {type(log_weights).__name__}.")
+    if log_weights.dim() != 2 or log_weights.shape[0] == 0:
+        raise ValueError(
+            f"log_weights must have shape (k, N), k >= 1 draws for each of N images, got {tuple(log_weights.shape)}; "
+            "for a single image use log_weights.unsqueeze(1)."
+        )
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
 @torch.no_grad()
 def log_likelihood(vae, images, k=1000, *, batch_size=100, generator=None):
     """Per-image IWAE estimate of log p(x) in nats: log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x).
@@ -62,7 +79,7 @@ def _log_likelihood_batch(vae, x, k, generator):
     """x: (B, 784) on the model's device -> (B,) IWAE estimates, sampling k z's in chunks."""
     mu, logvar = vae.encode(x)
     samples_per_chunk = max(1, min(k, MAX_DECODER_ROWS // x.shape[0]))
-    chunk_logsumexps = []
+    chunks = []
     for done in range(0, k, samples_per_chunk):
         s = min(samples_per_chunk, k - done)
         noise = torch.randn((s, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
@@ -73,7 +90,5 @@ def _log_likelihood_batch(vae, x, k, generator):
         ).sum(dim=-1)
         log_p_z = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
         log_q_z = gaussian_log_density(z, mu, logvar)
-        log_weights = log_p_x_given_z + log_p_z - log_q_z  # (s, B)
-        chunk_logsumexps.append(torch.logsumexp(log_weights, dim=0))
-    # logsumexp of per-chunk logsumexps is the logsumexp over all k weights.
-    return torch.logsumexp(torch.stack(chunk_logsumexps), dim=0) - math.log(k)
+        chunks.append(log_p_x_given_z + log_p_z - log_q_z)  # (s, B) log-weights
+    return iwae_bound(torch.cat(chunks))  # (k, B) log-weights: a few MB at most

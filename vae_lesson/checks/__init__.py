@@ -14,6 +14,9 @@ The exercises and the exact signatures the notebooks ask for, one module each:
     sample_prior(model, n) -> images                 (n, 1, 28, 28) pixel probabilities
     class MyAutoencoder(nn.Module)                   forward(images) -> (logits (N, 784), z (N, latent_dim))
     train_step(model, optimizer, images) -> float    one optimizer step on the reconstruction loss
+    MyVAE(latent_dim, hidden_dim)                    a class: encode -> (mu, logvar), forward -> (logits, mu, logvar)
+    iwae_bound(log_weights) -> bound                 log_weights (k, N), bound (N,): logsumexp - log k
+    gaussian_fit_kl(codes) -> kl                     codes (N, D); one number, KL(N(m, S) || N(0, I))
     active_units(mu, threshold=0.01) -> int          mu: (N, D) means; the count of active dimensions
 
 After a check, `use_if_passed` picks the student's function or the reference, so the lesson
@@ -50,10 +53,13 @@ from .reparameterize import check_reparameterize
 from .result import ERROR, FAILED, NOT_DONE, PASSED, CheckResult, use_if_passed
 from .sample_prior import check_sample_prior
 from .vae_loss import check_vae_loss
-from . import autoencoder, training_step
 from .autoencoder import check_autoencoder
 from .training_step import check_training_step
+from .vae_model import check_vae_model
+from .iwae_bound import check_iwae_bound
+from .gaussian_fit_kl import check_gaussian_fit_kl
+from . import autoencoder, training_step, vae_model, iwae_bound, gaussian_fit_kl
 
-# Every exercise module: each has CODES (its diagnosis codes) and a check_<name> function.
-EXERCISES = (reparameterize, kl_divergence, vae_loss, sample_prior, active_units)
-EXERCISES += (autoencoder, training_step)
+# Every exercise module, in course order: each has CODES (its diagnosis codes) and a check_<name> function.
+EXERCISES = (autoencoder, training_step, reparameterize, kl_divergence, vae_loss, vae_model, sample_prior, iwae_bound,
+             gaussian_fit_kl, active_units)
