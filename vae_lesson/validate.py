@@ -5,6 +5,8 @@ and what to do. (A shape error from deep inside a matrix product, minutes into t
 
 import numbers
 
+import math
+
 import torch
 from torch import nn
 
@@ -82,20 +84,22 @@ def image_tensor(value, name, dtype=None):
 
 def pixel_values(value, name):
     """Refuse NaN, inf, and pixels outside [0, 1]: the data's fault, so said before training blames the rate."""
-    finite = torch.isfinite(value)
-    if not finite.all():
-        bad = int((~finite).sum())
+    if not value.numel():
+        return value
+    # aminmax reads the pixels once without a full-size temporary (isfinite would make one as large as
+    # the data set), and a NaN or an infinity shows in its result: count them only then.
+    low, high = (bound.item() for bound in torch.aminmax(value))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(value)).sum())
         raise ValueError(f"{name} holds {bad} NaN or infinite pixel value(s): the data is broken, not the model or the "
                          "learning rate; find where they came from (a division by zero in preprocessing?).")
-    if value.numel():
-        low, high = value.min().item(), value.max().item()
-        if low < 0:
-            raise ValueError(f"{name} has pixels from {low:.3g} to {high:.3g}, below 0: normalised with a mean and std "
-                             "(transforms.Normalize)? The Bernoulli decoder needs pixels in [0, 1], as vl.load_mnist "
-                             "returns them: leave out the normalisation.")
-        if high > 1:
-            raise ValueError(f"{name} has pixels up to {high:.3g}, above 1: the Bernoulli decoder needs pixels in "
-                             f"[0, 1]; for 0-255 pixels pass {name} / 255.")
+    if low < 0:
+        raise ValueError(f"{name} has pixels from {low:.3g} to {high:.3g}, below 0: normalised with a mean and std "
+                         "(transforms.Normalize)? The Bernoulli decoder needs pixels in [0, 1], as vl.load_mnist "
+                         "returns them: leave out the normalisation.")
+    if high > 1:
+        raise ValueError(f"{name} has pixels up to {high:.3g}, above 1: the Bernoulli decoder needs pixels in "
+                         f"[0, 1]; for 0-255 pixels pass {name} / 255.")
     return value
 
 
