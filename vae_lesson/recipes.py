@@ -96,8 +96,9 @@ RECIPES = {
     # 784-500-20 VAE, trained with larger batches, a higher rate and the cosine schedule.
     "vae-20d-lecture": TrainingConfig(kind="vae", latent_dim=20, epochs=30, batch_size=256, lr=2e-3,
                                       lr_schedule="cosine"),
-    # Lesson 8: the lecture's 20-D VAE and recipe, 5 epochs instead of 30, at several beta
-    # (trained_model(..., beta=...)), and at beta 4 with each of the two remedies for collapse.
+    # Lesson 8: the lecture's 20-D VAE and recipe, 5 epochs instead of 30 (so that its seven models fit
+    # in one lesson): at beta 1 for its section 1, at several beta (trained_model(..., beta=...)), and
+    # at beta 4 with each of the two remedies for collapse.
     "vae-20d-collapse-sweep": TrainingConfig(kind="vae", latent_dim=20, epochs=5, batch_size=256, lr=2e-3,
                                              lr_schedule="cosine"),
     "vae-20d-beta4-warmup": TrainingConfig(kind="vae", latent_dim=20, epochs=5, batch_size=256, lr=2e-3,
