@@ -68,13 +68,20 @@ def aggregate_log_density(z, mu, logvar):
     constant = -0.5 * (_LOG_2PI * mu.shape[1] + logvar.sum(dim=1) + (mu.pow(2) * inverse_variance).sum(dim=1))
     scaled_mu = mu * inverse_variance
     chunk = max(1, MAX_PAIRS // mu.shape[0])
-    parts = []
+    # Every chunk is computed in place in one buffer made up front. New (points x codes) temporaries in
+    # each chunk made the allocator's memory grow chunk after chunk on some runs (by ~0.8 GB in
+    # lesson 8), depending on which thread freed what when; a loop that allocates nothing large cannot.
+    log_density = torch.empty(z.shape[0], dtype=torch.float64)
+    buffer = torch.empty(min(chunk, z.shape[0]), mu.shape[0], dtype=torch.float64)
     for start in range(0, z.shape[0], chunk):
         points = z[start:start + chunk]  # (m, D) against the N codes
-        quadratic = points.pow(2) @ inverse_variance.T - 2 * points @ scaled_mu.T  # (m, N)
-        log_components = constant - 0.5 * quadratic
-        parts.append(torch.logsumexp(log_components, dim=1) - math.log(mu.shape[0]))
-    return torch.cat(parts)
+        log_components = buffer[:points.shape[0]]  # (m, N): log N(z_m; mu_n, sigma_n^2)
+        torch.mm(points.pow(2), inverse_variance.T, out=log_components)
+        log_components.addmm_(points, scaled_mu.T, alpha=-2).mul_(-0.5).add_(constant)
+        # log sum_n exp(.) over the codes, in place (torch.logsumexp would make a second (m, N) tensor)
+        largest = log_components.amax(dim=1, keepdim=True)
+        log_density[start:start + chunk] = log_components.sub_(largest).exp_().sum(dim=1).log_() + largest[:, 0]
+    return log_density - math.log(mu.shape[0])
 
 
 def elbo_surgery(mu, logvar, *, samples_per_code=1, generator=None):
