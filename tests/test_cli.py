@@ -252,9 +252,9 @@ def test_the_remedies_for_collapse_are_options(tmp_path, fake_mnist, monkeypatch
         return real_train(model, *args, **{**kwargs, "epochs": 1})
 
     monkeypatch.setattr(cli, "train", recording_train)
-    cli.main(["train", "--recipe", "vae-20d-beta4-free-bits", "--hidden-dim", "8", "--no-progress",
+    cli.main(["train", "--recipe", "vae-20d-collapse-free-bits", "--hidden-dim", "8", "--no-progress",
               "--out", str(tmp_path / "a")])
     cli.main(["train", "--recipe", "vae-20d", "--hidden-dim", "8", "--warmup-epochs", "3", "--free-bits", "0.25",
               "--no-progress", "--out", str(tmp_path / "b")])
-    assert (seen[0]["beta"], seen[0]["free_bits"], seen[0]["warmup_epochs"]) == (4.0, 0.5, 0)
+    assert (seen[0]["beta"], seen[0]["free_bits"], seen[0]["warmup_epochs"]) == (6.0, 0.5, 0)
     assert (seen[1]["beta"], seen[1]["free_bits"], seen[1]["warmup_epochs"]) == (1.0, 0.25, 3)
