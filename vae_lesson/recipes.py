@@ -86,25 +86,24 @@ class TrainingConfig:
         return dataclasses.replace(self, **changes)
 
 
+# The source lecture's 784-500-20 VAE, trained with larger batches, a higher rate and the cosine schedule.
+LECTURE = TrainingConfig(kind="vae", latent_dim=20, epochs=30, batch_size=256, lr=2e-3, lr_schedule="cosine")
+# Lesson 8's version of it: 3 epochs instead of 30, so that the lesson's six 20-D models fit in its time.
+COLLAPSE = LECTURE.replace(epochs=3)
+
 # Every model the course trains. The comments say where each one is used.
 RECIPES = {
     # Lessons 1, 2, 4 and 7: the autoencoder with a 2-D code, drawn as a scatter of digits.
     "ae-2d": TrainingConfig(kind="autoencoder", latent_dim=2),
     # Lessons 6 and 7: the VAE with a 2-D code, beside the autoencoder's.
     "vae-2d": TrainingConfig(kind="vae", latent_dim=2),
-    # Lessons 5 and 6, `make checkpoints`, bench_training --lecture-epochs: the source lecture's
-    # 784-500-20 VAE, trained with larger batches, a higher rate and the cosine schedule.
-    "vae-20d-lecture": TrainingConfig(kind="vae", latent_dim=20, epochs=30, batch_size=256, lr=2e-3,
-                                      lr_schedule="cosine"),
-    # Lesson 8: the lecture's 20-D VAE and recipe, 3 epochs instead of 30 (so that its six models fit
-    # in one lesson): at beta 1 for its section 1, at several beta (trained_model(..., beta=...)), and
-    # at beta 6, where the plain recipe switches dimensions off, with each of the two remedies.
-    "vae-20d-collapse-sweep": TrainingConfig(kind="vae", latent_dim=20, epochs=3, batch_size=256, lr=2e-3,
-                                             lr_schedule="cosine"),
-    "vae-20d-collapse-warmup": TrainingConfig(kind="vae", latent_dim=20, epochs=3, batch_size=256, lr=2e-3,
-                                              lr_schedule="cosine", beta=6.0, warmup_epochs=2),
-    "vae-20d-collapse-free-bits": TrainingConfig(kind="vae", latent_dim=20, epochs=3, batch_size=256, lr=2e-3,
-                                                 lr_schedule="cosine", beta=6.0, free_bits=0.5),
+    # Lessons 5 and 6, `make checkpoints`, bench_training --lecture-epochs.
+    "vae-20d-lecture": LECTURE,
+    # Lesson 8: at beta 1 for its section 1 and at several beta (trained_model(..., beta=...)); then at
+    # beta 6, where the plain recipe switches dimensions off, with each of the two remedies.
+    "vae-20d-collapse-sweep": COLLAPSE,
+    "vae-20d-collapse-warmup": COLLAPSE.replace(beta=6.0, warmup_epochs=2),
+    "vae-20d-collapse-free-bits": COLLAPSE.replace(beta=6.0, free_bits=0.5),
     # `python -m vae_lesson train` without --recipe: a 20-D VAE with the default settings.
     "vae-20d": TrainingConfig(kind="vae", latent_dim=20),
     # benchmarks/bench_training.py: the 784-400-20 VAE, batch 128, Adam 1e-3, as pytorch/examples trains it.

@@ -68,9 +68,9 @@ def aggregate_log_density(z, mu, logvar):
     constant = -0.5 * (_LOG_2PI * mu.shape[1] + logvar.sum(dim=1) + (mu.pow(2) * inverse_variance).sum(dim=1))
     scaled_mu = mu * inverse_variance
     chunk = max(1, MAX_PAIRS // mu.shape[0])
-    # Every chunk is computed in place in one buffer made up front. New (points x codes) temporaries in
-    # each chunk made the allocator's memory grow chunk after chunk on some runs (by ~0.8 GB in
-    # lesson 8), depending on which thread freed what when; a loop that allocates nothing large cannot.
+    # Every chunk is computed in place in one buffer made up front. With new (points x codes) temporaries
+    # in each chunk, the allocator's memory grew chunk after chunk on some runs, depending on which thread
+    # freed what when; a loop that allocates nothing large cannot (tests/test_surgery.py).
     log_density = torch.empty(z.shape[0], dtype=torch.float64)
     buffer = torch.empty(min(chunk, z.shape[0]), mu.shape[0], dtype=torch.float64)
     for start in range(0, z.shape[0], chunk):
