@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import torch
 
 from ..metrics import gaussian_fit_kl
-from .harness import Mistake, codes, run_check, shape, snapshot
+from .harness import Mistake, equals_wrong_answer, codes, run_check, shape, snapshot
 
 FORMULA = (
     "m = codes.mean(dim=0);  S = torch.cov(codes.T);  "
@@ -65,36 +65,36 @@ VALUE_MISTAKES = (
             "between codes (singular, with a log det of -inf or rounding noise near it), not the {d} x {d} "
             "covariance between latent dimensions.",
             "Transpose first: S = torch.cov(codes.T), a (D, D) matrix."),
-    Mistake("diagonal_only", lambda f: "diagonal_only" in f.matching,
+    equals_wrong_answer("diagonal_only",
             "Your result uses only the variance of each latent dimension (the diagonal of S), as if the dimensions "
             "were independent. The check's codes are correlated; the fitted Gaussian N(m, S) has the full "
             "covariance, and its log det S is smaller than the sum of the log variances when dimensions are "
             "correlated, so your KL is too small by {diagonal_gap:.3f} nats.",
             "S = torch.cov(codes.T) (the full D x D matrix), and use torch.logdet(S) rather than the log of "
             "the variances."),
-    Mistake("mean_missing", lambda f: "mean_missing" in f.matching,
+    equals_wrong_answer("mean_missing",
             "Your result leaves out the mean: the m^T m term is missing, so codes shifted away from 0 cost "
             "nothing. The check's codes have mean {mean_values}.",
             "Add m @ m, with m = codes.mean(dim=0)."),
-    Mistake("minus_d_missing", lambda f: "minus_d_missing" in f.matching,
+    equals_wrong_answer("minus_d_missing",
             "Your result is {half_d:g} nats too high: the - D is missing (D = {d} latent dimensions), so even "
             "codes drawn from N(0, I) itself would get a KL of {half_d:g} instead of 0.",
             "Subtract D = codes.shape[1] inside the bracket."),
-    Mistake("half_missing", lambda f: "half_missing" in f.matching,
+    equals_wrong_answer("half_missing",
             "Your result is twice the KL: the factor 1/2 is missing.",
             "KL = 0.5 * (tr S + m^T m - D - log det S)."),
-    Mistake("logdet_sign", lambda f: "logdet_sign" in f.matching,
+    equals_wrong_answer("logdet_sign",
             "Your result adds log det S instead of subtracting it.",
             "KL = 0.5 * (tr S + m^T m - D - log det S): a squashed cloud (det S < 1) must cost more, not less."),
-    Mistake("logdet_missing", lambda f: "logdet_missing" in f.matching,
+    equals_wrong_answer("logdet_missing",
             "Your result has no log det S term, so it can be negative: a squashed cloud (tiny S) would get a KL "
             "near -D/2 instead of a large one.",
             "Subtract torch.logdet(S) inside the bracket."),
-    Mistake("std_for_variance", lambda f: "std_for_variance" in f.matching,
+    equals_wrong_answer("std_for_variance",
             "Your trace term sums the standard deviations; tr S is the sum of the variances (the diagonal of "
             "the covariance).",
             "torch.trace(S) with S = torch.cov(codes.T)."),
-    Mistake("reversed", lambda f: "reversed" in f.matching,
+    equals_wrong_answer("reversed",
             "Your result is the KL the other way round, KL(N(0, I) || N(m, S)). The table measures how far the "
             "codes' Gaussian is from the prior, KL(N(m, S) || N(0, I)): with the prior second, the formula has "
             "S and m, not their inverses.",

@@ -42,6 +42,12 @@ class Mistake:
     hint: str = ""
 
 
+def equals_wrong_answer(code, message, hint=""):
+    """A Mistake recognised when the student's answer equals the wrong answer computed under the same
+    name: the check puts the names of the wrong answers it matches in facts.matching (a set)."""
+    return Mistake(code, lambda facts: code in facts.matching, message, hint)
+
+
 def first_match(table, facts):
     """The first Mistake of `table` whose recogniser accepts `facts`, or None."""
     return next((row for row in table if row.recognise(facts)), None)

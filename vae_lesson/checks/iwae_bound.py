@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import torch
 
 from ..likelihood import iwae_bound
-from .harness import Mistake, close, codes, run_check, shape, snapshot, values
+from .harness import Mistake, equals_wrong_answer, close, codes, run_check, shape, snapshot, values
 
 FORMULA = "torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])"
 K, N = 5, 4  # k != N, so a result over the wrong axis has the wrong shape
@@ -61,22 +61,22 @@ VALUE_MISTAKES = (
             "where it is needed.",
             "Never exponentiate the log-weights: torch.logsumexp(log_weights, dim=0) subtracts the largest one "
             "first and adds it back, so nothing underflows; then subtract log k."),
-    Mistake("elbo_mean", lambda f: "elbo_mean" in f.matching,
+    equals_wrong_answer("elbo_mean",
             "Your result is the mean of the log-weights, (1/k) sum_i log w_i: that is the ELBO estimated with k "
             "samples, not the importance-weighted bound. The bound averages the weights w_i themselves, then "
             "takes the log: log (1/k) sum_i w_i, which is higher (Jensen's inequality).",
             "Average the weights, not their logs: torch.logsumexp(log_weights, dim=0) - log k."),
-    Mistake("log_k_missing", lambda f: "log_k_missing" in f.matching,
+    equals_wrong_answer("log_k_missing",
             "Your result is log sum_i w_i, without the 1/k: it is log k = {log_k:.3f} too high with the check's "
             "k = {k}, and would grow with k even for a perfect model.",
             "Subtract math.log(k), where k = log_weights.shape[0]."),
-    Mistake("log_k_added", lambda f: "log_k_added" in f.matching,
+    equals_wrong_answer("log_k_added",
             "Your result is log k too high twice over: log k was added instead of subtracted.",
             "log (1/k) sum_i w_i = logsumexp(log w) - log k."),
-    Mistake("k_not_log_k", lambda f: "k_not_log_k" in f.matching,
+    equals_wrong_answer("k_not_log_k",
             "Your result subtracts k = {k} instead of log k = {log_k:.3f}: inside the log, 1/k becomes - log k.",
             "Subtract math.log(k), not k."),
-    Mistake("max_only", lambda f: "max_only" in f.matching,
+    equals_wrong_answer("max_only",
             "Your result is the largest log-weight of each image. logsumexp is close to the maximum when one "
             "weight dominates, but the other draws count too, and the 1/k is missing.",
             "torch.logsumexp(log_weights, dim=0) - math.log(k)."),
